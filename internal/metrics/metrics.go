@@ -1,0 +1,74 @@
+// Package metrics holds vetcd's own Prometheus metrics. Every automatic
+// action is counted here with its reason class (safety rule 5).
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the vetcd_* metrics of one replica. They live in their own
+// registry so that two replicas in one process (tests, a control-plane
+// binary) never collide; etcd's own metrics stay in the default registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Decisions counts the replica's start-mode decisions that led to an
+	// action, by mode.
+	Decisions *prometheus.CounterVec
+	// Actions counts the controller's membership actions by kind and
+	// result (ok, error, refused).
+	Actions *prometheus.CounterVec
+	// Rebuilds counts ForceNewCluster rebuilds done by this replica.
+	Rebuilds prometheus.Counter
+	// Recoveries counts recovery actions by reason.
+	Recoveries *prometheus.CounterVec
+	// Desired is the topology's desired replica count.
+	Desired prometheus.Gauge
+	// Members counts members by role (voter, learner) as the leader sees them.
+	Members *prometheus.GaugeVec
+	// Ready is 1 while this replica's member serves with quorum.
+	Ready prometheus.Gauge
+}
+
+// New creates and registers the metrics.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vetcd_replica_decisions_total",
+			Help: "Start-mode decisions acted on by this replica (restart, join, rejoin, bootstrap, rebuild).",
+		}, []string{"mode"}),
+		Actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vetcd_membership_actions_total",
+			Help: "Membership actions of the leader's controller, by action and result.",
+		}, []string{"action", "result"}),
+		Rebuilds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vetcd_rebuilds_total",
+			Help: "ForceNewCluster rebuilds after a quorum-breaking scale-down done by this replica.",
+		}),
+		Recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vetcd_recoveries_total",
+			Help: "Recovery actions, by reason.",
+		}, []string{"reason"}),
+		Desired: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vetcd_desired_replicas",
+			Help: "Desired replica count from the topology.",
+		}),
+		Members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vetcd_members",
+			Help: "Members by role, as observed by the leader's controller.",
+		}, []string{"role"}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vetcd_ready",
+			Help: "1 while this replica's member serves with quorum.",
+		}),
+	}
+	m.Registry.MustRegister(m.Decisions, m.Actions, m.Rebuilds, m.Recoveries, m.Desired, m.Members, m.Ready)
+	return m
+}
+
+// Gatherer combines vetcd's metrics with etcd's and the Go runtime's, which
+// etcd registers in the default registry.
+func (m *Metrics) Gatherer() prometheus.Gatherer {
+	return prometheus.Gatherers{m.Registry, prometheus.DefaultGatherer}
+}

@@ -1,0 +1,220 @@
+package plan
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// ActionKind is a membership action of the leader's controller.
+type ActionKind int
+
+// Controller actions. One is taken per pass.
+const (
+	// None: nothing to do (or blocked: see Action.Blocked).
+	None ActionKind = iota
+	// Promote a caught-up learner to voter.
+	Promote
+	// Remove a member.
+	Remove
+	// MoveLeader hands leadership to Target.
+	MoveLeader
+)
+
+func (k ActionKind) String() string {
+	switch k {
+	case None:
+		return "none"
+	case Promote:
+		return "promote"
+	case Remove:
+		return "remove"
+	case MoveLeader:
+		return "move-leader"
+	}
+	return fmt.Sprintf("ActionKind(%d)", int(k))
+}
+
+// Action is one decision of the controller.
+type Action struct {
+	Kind   ActionKind
+	Target uint64
+	// TargetName is the target member's name, for logs.
+	TargetName string
+	Reason     string
+	// Blocked means an action is needed but a guard refused it; Reason
+	// holds the guard's words.
+	Blocked bool
+	// Fingerprint is the member list the action was decided on. The actor
+	// re-reads the list and refuses to act if it changed.
+	Fingerprint string
+}
+
+// ClusterObservation is what the leader's controller decides on.
+type ClusterObservation struct {
+	LocalID  uint64
+	LeaderID uint64
+	// Desired is the topology's replica count.
+	Desired int
+	Members []Member
+	// PreferLeaderAfter is how long the lowest-ordinal voter must have been
+	// healthy before leadership is moved to it; 0 turns the preference off.
+	PreferLeaderAfter time.Duration
+	// CatchUpSlack is how many entries behind the leader a member may be
+	// and still count as caught up.
+	CatchUpSlack uint64
+}
+
+func act(k ActionKind, m Member, fp, format string, args ...any) Action {
+	return Action{Kind: k, Target: m.ID, TargetName: m.Name, Fingerprint: fp, Reason: fmt.Sprintf(format, args...)}
+}
+
+func blocked(fp, format string, args ...any) Action {
+	return Action{Kind: None, Blocked: true, Fingerprint: fp, Reason: fmt.Sprintf(format, args...)}
+}
+
+func idle(fp, format string, args ...any) Action {
+	return Action{Kind: None, Fingerprint: fp, Reason: fmt.Sprintf(format, args...)}
+}
+
+func surplus(m Member, desired int) bool { return m.Ordinal != NoOrdinal && m.Ordinal >= desired }
+
+// Next decides the controller's one action for this pass. In order:
+//
+//  1. Only the leader acts.
+//  2. Surplus learners are removed first (highest ordinal first).
+//  3. Surplus voters are removed, followers before the leader, dead before
+//     live, highest ordinal first. Before the removal that leaves the
+//     fewest voters, or whenever the leader itself is surplus, leadership
+//     moves to the lowest-ordinal surviving voter, so the survivor holds
+//     every committed entry. Each removal passes CheckRemoval.
+//  4. Desired learners that have caught up are promoted, lowest ordinal
+//     first.
+//  5. Leadership moves to the lowest-ordinal voter once it has been healthy
+//     for PreferLeaderAfter and has caught up: then ordinal 0 holds every
+//     committed entry, and a sudden loss of the others never costs an
+//     acknowledged write in a rebuild.
+//
+// Members whose peer URL belongs to no replica are never touched.
+func Next(o ClusterObservation) Action {
+	fp := Fingerprint(o.Members)
+	if o.LeaderID == 0 || o.LocalID != o.LeaderID {
+		return idle(fp, "not the leader")
+	}
+	leader, ok := find(o.Members, o.LeaderID)
+	if !ok {
+		return idle(fp, "leader %x not in the member list", o.LeaderID)
+	}
+
+	// 2. Surplus learners.
+	var surplusLearners, surplusVoters []Member
+	for _, m := range o.Members {
+		switch {
+		case !surplus(m, o.Desired):
+		case m.IsLearner:
+			surplusLearners = append(surplusLearners, m)
+		default:
+			surplusVoters = append(surplusVoters, m)
+		}
+	}
+	if len(surplusLearners) > 0 {
+		slices.SortFunc(surplusLearners, func(a, b Member) int { return cmp.Compare(b.Ordinal, a.Ordinal) })
+		m := surplusLearners[0]
+		return act(Remove, m, fp, "learner %s (ordinal %d) is surplus: desired %d", m.Name, m.Ordinal, o.Desired)
+	}
+
+	// 3. Surplus voters.
+	if len(surplusVoters) > 0 {
+		heir, hasHeir := lowestSurvivor(o)
+		leaderSurplus := surplus(leader, o.Desired)
+		lastStep := len(surplusVoters) == 1
+		if (leaderSurplus || lastStep) && hasHeir && heir.ID != leader.ID {
+			if !caughtUp(heir, leader, o.CatchUpSlack) {
+				return blocked(fp, "scale-down waits for %s to catch up (applied %d, leader %d) before it takes leadership", heir.Name, heir.AppliedIndex, leader.AppliedIndex)
+			}
+			return act(MoveLeader, heir, fp, "scale-down to %d: hand leadership to the lowest surviving ordinal %d before removing surplus voters", o.Desired, heir.Ordinal)
+		}
+		if leaderSurplus && !hasHeir {
+			return blocked(fp, "the leader is surplus but no healthy desired voter can take over")
+		}
+		slices.SortFunc(surplusVoters, func(a, b Member) int {
+			return cmp.Or(
+				boolOrder(a.ID == o.LeaderID, b.ID == o.LeaderID),
+				boolOrder(a.Healthy, b.Healthy),
+				cmp.Compare(b.Ordinal, a.Ordinal),
+			)
+		})
+		m := surplusVoters[0]
+		if why := CheckRemoval(o.Members, m.ID); why != "" {
+			return blocked(fp, "scale-down of %s refused: %s", m.Name, why)
+		}
+		return act(Remove, m, fp, "voter %s (ordinal %d) is surplus: desired %d", m.Name, m.Ordinal, o.Desired)
+	}
+
+	// A join in flight (a desired member added but not started) is a
+	// membership change in flight: wait for it before promoting anyone.
+	for _, m := range o.Members {
+		if !m.Started && !surplus(m, o.Desired) {
+			return idle(fp, "join of %x (ordinal %d) in flight", m.ID, m.Ordinal)
+		}
+	}
+
+	// 4. Promote caught-up learners.
+	var learners []Member
+	for _, m := range o.Members {
+		if m.IsLearner && m.Ordinal != NoOrdinal && m.Ordinal < o.Desired {
+			learners = append(learners, m)
+		}
+	}
+	slices.SortFunc(learners, func(a, b Member) int { return cmp.Compare(a.Ordinal, b.Ordinal) })
+	for _, m := range learners {
+		if !m.Healthy {
+			return idle(fp, "learner %s does not answer yet", m.Name)
+		}
+		if !caughtUp(m, leader, o.CatchUpSlack) {
+			return idle(fp, "learner %s catching up (applied %d, leader %d)", m.Name, m.AppliedIndex, leader.AppliedIndex)
+		}
+		return act(Promote, m, fp, "learner %s (ordinal %d) has caught up", m.Name, m.Ordinal)
+	}
+
+	// 5. Leadership preference.
+	if o.PreferLeaderAfter > 0 {
+		if heir, ok := lowestSurvivor(o); ok && heir.ID != leader.ID &&
+			heir.HealthyFor >= o.PreferLeaderAfter && caughtUp(heir, leader, o.CatchUpSlack) {
+			return act(MoveLeader, heir, fp, "prefer the lowest ordinal %d as leader", heir.Ordinal)
+		}
+	}
+	return idle(fp, "members match desired count %d", o.Desired)
+}
+
+// lowestSurvivor is the healthy, started, desired voter with the lowest
+// ordinal.
+func lowestSurvivor(o ClusterObservation) (Member, bool) {
+	var best Member
+	found := false
+	for _, m := range o.Members {
+		if m.IsLearner || !m.Healthy || !m.Started || m.Ordinal == NoOrdinal || m.Ordinal >= o.Desired {
+			continue
+		}
+		if !found || m.Ordinal < best.Ordinal {
+			best, found = m, true
+		}
+	}
+	return best, found
+}
+
+func caughtUp(m, leader Member, slack uint64) bool {
+	return m.AppliedIndex+slack >= leader.AppliedIndex
+}
+
+// boolOrder sorts false before true.
+func boolOrder(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}

@@ -1,0 +1,83 @@
+// Package plan holds every membership and start-up decision vetcd makes, as
+// pure functions: the caller observes the world into a value, plan returns
+// one decision with its reason, and the caller acts. Nothing here reads a
+// clock, a file or the network, so each rule is a table test.
+//
+// Where to look:
+//   - replica.go: what a replica does with its own data and etcd process
+//     (restart, join, rejoin, bootstrap, rebuild, wait).
+//   - cluster.go: what the leader's controller does to the member list
+//     (promote, remove, move leadership).
+//   - quorum.go: the guards every removal is checked against.
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vetcd/vetcd/internal/topology"
+)
+
+// NoOrdinal marks a member whose replica is unknown to the topology.
+const NoOrdinal = topology.NoOrdinal
+
+// Member is one etcd member as observed, mapped to a replica ordinal.
+type Member struct {
+	ID        uint64
+	Name      string
+	PeerURL   string
+	Ordinal   int // NoOrdinal when no replica owns the peer URL
+	IsLearner bool
+	// Started means the member has published its name: its process ran.
+	Started bool
+	// Healthy means its status answered in this observation.
+	Healthy bool
+	// HealthyFor is how long it has answered without a gap (0 when not
+	// healthy). The observer keeps the clock; plan only compares.
+	HealthyFor time.Duration
+	// AppliedIndex is its raft applied index when Healthy.
+	AppliedIndex uint64
+	// Alarms are the alarm names raised for this member ("NOSPACE", "CORRUPT").
+	Alarms []string
+}
+
+// Voters returns the members that vote (not learners).
+func Voters(ms []Member) []Member {
+	var out []Member
+	for _, m := range ms {
+		if !m.IsLearner {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Quorum is the number of votes a raft group of n voters needs.
+func Quorum(n int) int { return n/2 + 1 }
+
+// Fingerprint identifies a member list by its IDs and roles. An action
+// carries the fingerprint it was decided on; the actor refuses to act if the
+// list has changed since (the precondition of STYLE.md §1).
+func Fingerprint(ms []Member) string {
+	parts := make([]string, 0, len(ms))
+	for _, m := range ms {
+		role := "v"
+		if m.IsLearner {
+			role = "l"
+		}
+		parts = append(parts, fmt.Sprintf("%x%s", m.ID, role))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func find(ms []Member, id uint64) (Member, bool) {
+	for _, m := range ms {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}

@@ -1,0 +1,327 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DataState is what a replica finds in its own data dir.
+type DataState int
+
+// Data states, from the replica's inspection of its data dir.
+const (
+	// DataEmpty: no member data (first start, or the volume is gone).
+	DataEmpty DataState = iota
+	// DataValid: a WAL and a readable backend.
+	DataValid
+	// DataCorrupt: member data that etcd cannot start on (db missing or
+	// unreadable, WAL unreadable).
+	DataCorrupt
+	// DataLeft: this member left the cluster on a scale-down (a tombstone
+	// was written); its data must never start again with its old identity.
+	DataLeft
+)
+
+func (d DataState) String() string {
+	switch d {
+	case DataEmpty:
+		return "empty"
+	case DataValid:
+		return "valid"
+	case DataCorrupt:
+		return "corrupt"
+	case DataLeft:
+		return "left"
+	}
+	return fmt.Sprintf("DataState(%d)", int(d))
+}
+
+// Mode is what a replica does next with its etcd member.
+type Mode int
+
+// Replica modes. Restart, Join, Rejoin, Bootstrap and Rebuild are the start
+// modes of DESIGN.md; Keep and Wait are the steady and the blocked states.
+const (
+	// Wait: do nothing now and look again; Reason says what is awaited.
+	Wait Mode = iota
+	// Keep: etcd runs and nothing needs to change.
+	Keep
+	// Restart: start etcd on the existing, valid member data.
+	Restart
+	// Join: add this replica as a learner and start with empty data.
+	Join
+	// Rejoin: move the data dir aside, then Join.
+	Rejoin
+	// Bootstrap: found a new one-member cluster. Only ordinal 0, only when
+	// no cluster was ever founded here.
+	Bootstrap
+	// Rebuild: restart this member with ForceNewCluster, because a
+	// scale-down left too few voters for a quorum. Dangerous: see Rebuild
+	// rule in ReplicaNext.
+	Rebuild
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Wait:
+		return "wait"
+	case Keep:
+		return "keep"
+	case Restart:
+		return "restart"
+	case Join:
+		return "join"
+	case Rejoin:
+		return "rejoin"
+	case Bootstrap:
+		return "bootstrap"
+	case Rebuild:
+		return "rebuild"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Local is the replica's view of itself.
+type Local struct {
+	Data DataState
+	// DataProblem says why the data is corrupt (DataCorrupt only).
+	DataProblem string
+	// ClusterID and MemberID come from the data (DataValid) or the
+	// running server.
+	ClusterID, MemberID uint64
+	// Running means etcd runs on this data now.
+	Running bool
+	// Leader is the leader the running member sees (0: none).
+	Leader uint64
+	// LeaderlessFor is how long the running member has seen no leader.
+	LeaderlessFor time.Duration
+	// Members is the member list held in the running member's own state,
+	// mapped to ordinals. It needs no quorum to read.
+	Members []Member
+	// AppliedIndex is the running member's applied index.
+	AppliedIndex uint64
+	// RebuiltFrom is the Fingerprint of the member list this member was
+	// already force-rebuilt from ("" if never): a rebuild happens once.
+	RebuiltFrom string
+}
+
+// Peer is what another replica's agent endpoint reported.
+type Peer struct {
+	Ordinal   int
+	Reachable bool
+	HasData   bool
+	ClusterID uint64
+	MemberID  uint64
+	// AppliedIndex is the peer's applied index (from its running member or
+	// from its data dir).
+	AppliedIndex uint64
+}
+
+// Cluster is the live cluster as seen through a member that has quorum (a
+// linearizable member list succeeded).
+type Cluster struct {
+	Reachable bool
+	ClusterID uint64
+	Members   []Member
+}
+
+// ReplicaObservation is everything ReplicaNext decides on.
+type ReplicaObservation struct {
+	Ordinal int
+	// Desired is the topology's replica count.
+	Desired int
+	Local   Local
+	// Peers are the other replicas the topology knows of.
+	Peers []Peer
+	// Cluster is the live cluster, if one answered.
+	Cluster Cluster
+	// ClusterRecord is the bootstrap guard: "" means no cluster was ever
+	// founded here.
+	ClusterRecord string
+	// Gone holds, per ordinal, whether that replica is confirmed not
+	// running (process exited, pod deleted).
+	Gone map[int]bool
+	// RebuildAfter is how long a running member must see no leader before
+	// a rebuild is considered. It must exceed an election timeout, so a
+	// rebuild never races an election.
+	RebuildAfter time.Duration
+}
+
+// ReplicaDecision is what the replica does next and why.
+type ReplicaDecision struct {
+	Mode   Mode
+	Reason string
+}
+
+func decide(m Mode, format string, args ...any) ReplicaDecision {
+	return ReplicaDecision{Mode: m, Reason: fmt.Sprintf(format, args...)}
+}
+
+// ReplicaNext decides a replica's next step from its own data, its peers'
+// agents and the live cluster. The rules, in DESIGN.md's words:
+//
+//   - restart: valid data and still a member.
+//   - join: empty data and a cluster exists.
+//   - rejoin: data exists but the cluster removed this member, the data
+//     belongs to another cluster, the member left on a scale-down, or the
+//     data is corrupt, and a cluster with quorum is there to join.
+//   - bootstrap: ordinal 0, empty data, no peer holds data and no cluster
+//     record exists. Never beside a live cluster.
+//   - rebuild: see rebuildCheck.
+//
+// A replica whose ordinal is at or above the desired count never joins: it
+// is on its way out.
+func ReplicaNext(o ReplicaObservation) ReplicaDecision {
+	surplus := o.Ordinal >= o.Desired
+	c := o.Cluster
+	switch o.Local.Data {
+	case DataValid:
+		if c.Reachable && c.ClusterID != o.Local.ClusterID {
+			if surplus {
+				return decide(Wait, "data belongs to cluster %x, the live cluster is %x; surplus replica, not rejoining", o.Local.ClusterID, c.ClusterID)
+			}
+			return decide(Rejoin, "data belongs to cluster %x, the live cluster is %x", o.Local.ClusterID, c.ClusterID)
+		}
+		if c.Reachable {
+			if _, ok := find(c.Members, o.Local.MemberID); !ok {
+				if surplus {
+					return decide(Wait, "member %x was removed from the cluster; surplus replica, not rejoining", o.Local.MemberID)
+				}
+				return decide(Rejoin, "member %x was removed from the cluster", o.Local.MemberID)
+			}
+		}
+		if !o.Local.Running {
+			return decide(Restart, "valid data of member %x", o.Local.MemberID)
+		}
+		if d, ok := rebuildCheck(o); ok {
+			return d
+		} else if d.Reason != "" {
+			return d
+		}
+		return decide(Keep, "running")
+	case DataLeft:
+		if surplus {
+			return decide(Wait, "this replica left the cluster on a scale-down and is not desired")
+		}
+		if c.Reachable {
+			return decide(Rejoin, "this replica left the cluster on a scale-down and is desired again")
+		}
+		return decide(Wait, "this replica left the cluster; waiting for a cluster with quorum to join")
+	case DataCorrupt:
+		if surplus {
+			return decide(Wait, "data is corrupt (%s); surplus replica, not rejoining", o.Local.DataProblem)
+		}
+		if c.Reachable {
+			return decide(Rejoin, "data is corrupt: %s", o.Local.DataProblem)
+		}
+		return decide(Wait, "data is corrupt (%s) and no cluster with quorum is reachable; keeping the data", o.Local.DataProblem)
+	}
+
+	// DataEmpty.
+	if surplus {
+		return decide(Wait, "no data and ordinal %d is not desired (desired %d)", o.Ordinal, o.Desired)
+	}
+	if c.Reachable {
+		return decide(Join, "no data; cluster %x is live", c.ClusterID)
+	}
+	for _, p := range o.Peers {
+		if p.Reachable && p.HasData {
+			return decide(Wait, "no data, and replica %d holds data of cluster %x but no quorum answers; never founding a second cluster", p.Ordinal, p.ClusterID)
+		}
+	}
+	if o.ClusterRecord != "" {
+		return decide(Wait, "no data, and a cluster was founded here (%s) but no member answers; never founding a second cluster (if every replica lost its data, restore a snapshot)", o.ClusterRecord)
+	}
+	if o.Ordinal != 0 {
+		return decide(Wait, "no cluster yet; waiting for ordinal 0 to found it")
+	}
+	return decide(Bootstrap, "no data, no cluster record, no peer holds data")
+}
+
+// rebuildCheck decides whether this running, leaderless member must rebuild
+// the cluster alone with ForceNewCluster. All of these must hold:
+//
+//  1. it has seen no leader for RebuildAfter;
+//  2. it is a voter;
+//  3. the voters whose replicas are desired are fewer than a quorum of all
+//     voters (the scale-down broke quorum);
+//  4. every other voter is confirmed gone (a surplus replica that may still
+//     run could hold newer entries, or form a quorum of its own);
+//  5. every other desired voter's agent answered, for the same cluster, and
+//     this member has the highest applied index (ties: lowest ordinal), so
+//     the survivor that holds the most committed entries rebuilds;
+//  6. it was not already rebuilt from this very member list.
+//
+// It returns ok=false with a Wait decision when a rebuild is needed but
+// blocked, and ok=false with an empty decision when none is needed.
+func rebuildCheck(o ReplicaObservation) (ReplicaDecision, bool) {
+	l := o.Local
+	if l.Leader != 0 || l.LeaderlessFor < o.RebuildAfter {
+		return ReplicaDecision{}, false
+	}
+	voters := Voters(l.Members)
+	self, ok := find(voters, l.MemberID)
+	if !ok {
+		return ReplicaDecision{}, false
+	}
+	var desired, other []Member
+	for _, v := range voters {
+		if v.Ordinal != NoOrdinal && v.Ordinal < o.Desired {
+			desired = append(desired, v)
+		} else {
+			other = append(other, v)
+		}
+	}
+	if len(desired) >= Quorum(len(voters)) {
+		// Quorum can come back from desired replicas: wait for them.
+		return ReplicaDecision{}, false
+	}
+	for _, v := range other {
+		if v.Ordinal == NoOrdinal {
+			return decide(Wait, "quorum lost, but voter %x belongs to no known replica; not rebuilding", v.ID), false
+		}
+		if !o.Gone[v.Ordinal] {
+			return decide(Wait, "quorum lost (%d of %d voters desired); waiting for surplus replica %d to be gone before rebuilding", len(desired), len(voters), v.Ordinal), false
+		}
+	}
+	best := self
+	bestIndex := l.AppliedIndex
+	for _, v := range desired {
+		if v.ID == self.ID {
+			continue
+		}
+		i := slices.IndexFunc(o.Peers, func(p Peer) bool { return p.Ordinal == v.Ordinal })
+		if i < 0 || !o.Peers[i].Reachable {
+			return decide(Wait, "quorum lost; waiting for replica %d's agent to compare progress before rebuilding", v.Ordinal), false
+		}
+		p := o.Peers[i]
+		if p.ClusterID != l.ClusterID || p.MemberID != v.ID {
+			return decide(Wait, "quorum lost; replica %d reports member %x of cluster %x, expected member %x; not rebuilding", v.Ordinal, p.MemberID, p.ClusterID, v.ID), false
+		}
+		if p.AppliedIndex > bestIndex || (p.AppliedIndex == bestIndex && v.Ordinal < best.Ordinal) {
+			best, bestIndex = v, p.AppliedIndex
+		}
+	}
+	if best.ID != self.ID {
+		return decide(Wait, "quorum lost; replica %d (applied %d) is the most up to date and rebuilds", best.Ordinal, bestIndex), false
+	}
+	fp := Fingerprint(l.Members)
+	if l.RebuiltFrom == fp {
+		return decide(Wait, "quorum lost, but this member was already rebuilt from member list %s; not forcing again", fp), false
+	}
+	return decide(Rebuild, "desired %d keeps %d of %d voters, below quorum %d; surplus replicas are gone; this member has the highest applied index %d",
+		o.Desired, len(desired), len(voters), Quorum(len(voters)), l.AppliedIndex), true
+}
+
+// FoundingPrefix starts a cluster record written as an intent, before the
+// founding member has started. Such a record does not block a retried
+// bootstrap of ordinal 0: the founding did not complete.
+const FoundingPrefix = "founding "
+
+// RecordFounded reports whether a cluster record says a cluster was
+// founded (not merely about to be).
+func RecordFounded(record string) bool {
+	return record != "" && !strings.HasPrefix(record, FoundingPrefix)
+}
