@@ -1,0 +1,46 @@
+# vetcd — build and test. `make test` is what CI runs (through .ci/run).
+GO       ?= go
+BIN      := bin
+export GOTOOLCHAIN := local
+export GOFLAGS     := -buildvcs=false
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+
+.PHONY: all build test lint unit e2e tools bench clean
+
+all: build
+
+build: $(BIN)/vetcd
+
+$(BIN)/vetcd: FORCE
+	$(GO) build -o $@ ./cmd/vetcd
+
+FORCE:
+
+## test: everything CI checks: formatting, vet, staticcheck, unit and end-to-end tests.
+test: lint unit e2e
+
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+## unit: pure decisions, config, pki, storage layout, in-process etcd.
+unit:
+	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
+
+## e2e: the built vetcd binary as separate processes, with real faults.
+e2e: build
+	VETCD_BIN=$(abspath $(BIN)/vetcd) $(GO) test -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+e2e_|\s+[a-z_]+\.go:[0-9]+:)' ; exit $${PIPESTATUS[0]}
+
+tools: $(STATICCHECK)
+
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+bench: build
+	$(MAKE) -C bench
+
+clean:
+	rm -rf $(BIN) e2e.log

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vetcd/vetcd/internal/local"
+	"github.com/vetcd/vetcd/internal/pki"
+	"github.com/vetcd/vetcd/internal/status"
+	"github.com/vetcd/vetcd/internal/topology"
+)
+
+// localLayout opens an existing local cluster dir.
+func localLayout(dir string) (local.Layout, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return local.Layout{}, usagef("--dir %s: %w", dir, err)
+	}
+	l := local.Layout{Dir: abs}
+	if _, ok, err := l.ReadSettings(); err != nil {
+		return l, usageError{err}
+	} else if !ok {
+		return l, usagef("--dir %s: not a vetcd cluster dir (start one with 'vetcd up --dir %s')", dir, dir)
+	}
+	return l, nil
+}
+
+func localClientTLS(l local.Layout) (*tls.Config, error) {
+	f := l.PKI()
+	return pki.ClientConfig(f.CA, f.ClientCert, f.ClientKey)
+}
+
+// printer writes a cluster status in one format.
+type printer interface {
+	Print(w io.Writer, c status.Cluster) error
+}
+
+func newPrinter(format string) (printer, error) {
+	switch format {
+	case "table", "":
+		return tablePrinter{}, nil
+	case "json":
+		return jsonPrinter{}, nil
+	}
+	return nil, usagef("-o %q: unknown output format (use table or json)", format)
+}
+
+type jsonPrinter struct{}
+
+func (jsonPrinter) Print(w io.Writer, c status.Cluster) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(c)
+}
+
+type tablePrinter struct{}
+
+func (tablePrinter) Print(w io.Writer, c status.Cluster) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tROLE\tHEALTH\tRAFT INDEX\tAPPLIED\tDB SIZE\tALARMS\tVERSION")
+	for _, r := range statusRows(c) {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	desired := "unknown"
+	if c.Desired > 0 {
+		desired = fmt.Sprint(c.Desired)
+	}
+	note := ""
+	if !c.Linearizable {
+		note = " (no quorum: member list from one member's own view)"
+	}
+	_, err := fmt.Fprintf(w, "cluster %s: %d members, desired %s%s\n", c.ClusterID, len(c.Members), desired, note)
+	return err
+}
+
+// statusRows renders the rows; shared by formats that print text.
+func statusRows(c status.Cluster) [][]string {
+	var rows [][]string
+	for _, m := range c.Members {
+		health := "healthy"
+		if !m.Healthy {
+			health = "unhealthy: " + m.Error
+		}
+		alarms := strings.Join(m.Alarms, ",")
+		if alarms == "" {
+			alarms = "-"
+		}
+		rows = append(rows, []string{m.Name, m.ID, m.Role, health, fmt.Sprint(m.RaftIndex), fmt.Sprint(m.Applied),
+			humanBytes(m.DBSize), alarms, m.Version})
+	}
+	return rows
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func newStatusCmd() *cobra.Command {
+	var (
+		dir, endpoints, cacert, cert, key, output string
+		timeout                                   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status [--dir DIR | --endpoints URLS --cacert F --cert F --key F] [-o table|json]",
+		Short: "Show every member: role, health, raft index, db size, alarms, version",
+		Long: `status prints one row per member of the cluster (name, member ID, role, health, raft index,
+applied index, db size, alarms, version) and the desired replica count.
+
+With --dir it reads a local cluster (endpoints and certificates from DIR). With
+--endpoints it reads any etcd cluster over mTLS. Needs a reachable member; without
+quorum it shows one member's own view and says so.`,
+		Example: `  vetcd status
+  vetcd status -o json
+  vetcd status --endpoints https://10.0.0.1:2379 --cacert ca.crt --cert client.crt --key client.key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := envDefault(cmd); err != nil {
+				return err
+			}
+			p, err := newPrinter(output)
+			if err != nil {
+				return err
+			}
+			var (
+				eps       []string
+				tlsConfig *tls.Config
+				desired   int
+			)
+			if endpoints != "" {
+				if cmd.Flags().Changed("dir") {
+					return usagef("--dir and --endpoints: use one")
+				}
+				if cacert == "" || cert == "" || key == "" {
+					return usagef("--endpoints needs --cacert, --cert and --key (vetcd clusters use mTLS)")
+				}
+				eps = strings.Split(endpoints, ",")
+				if tlsConfig, err = pki.ClientConfig(cacert, cert, key); err != nil {
+					return usageError{err}
+				}
+			} else {
+				l, err := localLayout(dir)
+				if err != nil {
+					return err
+				}
+				f, err := topology.ReadFile(l.TopologyPath())
+				if err != nil {
+					return err
+				}
+				desired = f.Desired
+				for _, r := range f.Replicas {
+					eps = append(eps, r.ClientURL)
+				}
+				if tlsConfig, err = localClientTLS(l); err != nil {
+					return err
+				}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c, err := status.Get(ctx, eps, tlsConfig)
+			if err != nil {
+				return err
+			}
+			c.Desired = desired
+			return p.Print(cmd.OutOrStdout(), c)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", defaultDir, "cluster directory of a local cluster")
+	f.StringVar(&endpoints, "endpoints", "", "comma-separated client URLs of any etcd cluster")
+	f.StringVar(&cacert, "cacert", "", "CA certificate (with --endpoints)")
+	f.StringVar(&cert, "cert", "", "client certificate (with --endpoints)")
+	f.StringVar(&key, "key", "", "client key (with --endpoints)")
+	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for answers")
+	return cmd
+}

@@ -1,0 +1,258 @@
+package replica
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vetcd/vetcd/internal/plan"
+	"github.com/vetcd/vetcd/internal/topology"
+)
+
+// DataInfo is what a data dir holds, read without starting etcd.
+type DataInfo struct {
+	State        plan.DataState
+	Problem      string
+	ClusterID    uint64
+	MemberID     uint64
+	AppliedIndex uint64
+}
+
+func walDir(dataDir string) string    { return filepath.Join(dataDir, "member", "wal") }
+func dbPath(dataDir string) string    { return filepath.Join(dataDir, "member", "snap", "db") }
+func memberDir(dataDir string) string { return filepath.Join(dataDir, "member") }
+
+// InspectData reads a data dir that no etcd has open: whether it is empty,
+// valid or corrupt, and, when valid, the member and cluster IDs (from the
+// WAL metadata) and the applied index (from the backend's consistent index).
+// It never writes.
+func InspectData(lg *zap.Logger, dataDir string) DataInfo {
+	if _, err := os.Stat(memberDir(dataDir)); errors.Is(err, fs.ErrNotExist) {
+		return DataInfo{State: plan.DataEmpty}
+	}
+	corrupt := func(format string, args ...any) DataInfo {
+		return DataInfo{State: plan.DataCorrupt, Problem: fmt.Sprintf(format, args...)}
+	}
+	if !wal.Exist(walDir(dataDir)) {
+		return corrupt("member dir without a WAL")
+	}
+	snaps, err := wal.ValidSnapshotEntries(lg, walDir(dataDir))
+	if err != nil {
+		return corrupt("WAL unreadable: %v", err)
+	}
+	var from *walpb.Snapshot
+	if len(snaps) > 0 {
+		from = snaps[len(snaps)-1]
+	}
+	memberID, clusterID, err := readWALMetadata(lg, dataDir, from)
+	if err != nil {
+		return corrupt("WAL unreadable: %v", err)
+	}
+	info := DataInfo{State: plan.DataValid, ClusterID: clusterID, MemberID: memberID}
+
+	if _, err := os.Stat(dbPath(dataDir)); err != nil {
+		return corrupt("backend %s missing: %v", dbPath(dataDir), err)
+	}
+	idx, err := readConsistentIndex(dbPath(dataDir))
+	if err != nil {
+		return corrupt("backend %s unreadable: %v", dbPath(dataDir), err)
+	}
+	info.AppliedIndex = idx
+	return info
+}
+
+func readWALMetadata(lg *zap.Logger, dataDir string, from *walpb.Snapshot) (memberID, clusterID uint64, err error) {
+	if from == nil {
+		from = &walpb.Snapshot{}
+	}
+	w, err := wal.OpenForRead(lg, walDir(dataDir), from)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer w.Close()
+	defer func() {
+		// A WAL the decoder chokes on may panic deep in etcd; that is
+		// corruption, not a reason for the replica to die.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading WAL panicked: %v", r)
+		}
+	}()
+	metadata, _, _, err := w.ReadAll()
+	if err != nil {
+		return 0, 0, err
+	}
+	var m etcdserverpb.Metadata
+	if err := proto.Unmarshal(metadata, &m); err != nil {
+		return 0, 0, fmt.Errorf("WAL metadata: %w", err)
+	}
+	if m.GetNodeID() == 0 || m.GetClusterID() == 0 {
+		return 0, 0, errors.New("WAL metadata has no member or cluster ID")
+	}
+	return m.GetNodeID(), m.GetClusterID(), nil
+}
+
+// readConsistentIndex opens the bbolt file read-only and reads etcd's
+// consistent index, the last applied raft index persisted in the backend.
+func readConsistentIndex(path string) (idx uint64, err error) {
+	defer func() {
+		if r := recover(); r != nil { // bbolt panics on some corrupt pages
+			err = fmt.Errorf("bbolt panicked: %v", r)
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("meta"))
+		if b == nil {
+			return errors.New("no meta bucket")
+		}
+		v := b.Get([]byte("consistent_index"))
+		if len(v) != 8 {
+			return errors.New("no consistent index")
+		}
+		idx = binary.BigEndian.Uint64(v)
+		// Walk the key bucket's pages: a corrupt page shows here rather
+		// than after etcd has started on it.
+		if kb := tx.Bucket([]byte("key")); kb != nil {
+			return kb.ForEach(func(_, _ []byte) error { return nil })
+		}
+		return nil
+	})
+	return idx, err
+}
+
+// moveAside renames dataDir to a sibling named after the time and reason,
+// and keeps only the newest keep such copies. Nothing is deleted but copies
+// beyond keep; the data dir itself is renamed, never removed.
+func moveAside(dataDir, reason string, keep int, now time.Time) (string, error) {
+	if _, err := os.Stat(dataDir); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	parent := filepath.Dir(dataDir)
+	base := filepath.Base(dataDir)
+	dst := filepath.Join(parent, fmt.Sprintf("%s.aside-%s-%s", base, now.UTC().Format("20060102T150405.000"), slug(reason)))
+	if err := os.Rename(dataDir, dst); err != nil {
+		return "", fmt.Errorf("move data dir aside: %w", err)
+	}
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return dst, fmt.Errorf("list old copies: %w", err)
+	}
+	var copies []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), base+".aside-") {
+			copies = append(copies, e.Name())
+		}
+	}
+	slices.Sort(copies) // the timestamp sorts oldest first
+	for len(copies) > keep {
+		if err := os.RemoveAll(filepath.Join(parent, copies[0])); err != nil {
+			return dst, fmt.Errorf("prune old copy: %w", err)
+		}
+		copies = copies[1:]
+	}
+	return dst, nil
+}
+
+func slug(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+		if b.Len() >= 40 {
+			break
+		}
+	}
+	return strings.Trim(b.String(), "-")
+}
+
+// markers are the files vetcd keeps beside (not inside) the data dir, so
+// that moving the data dir aside never loses them.
+type markers struct{ dir string }
+
+func (m markers) leftPath() string    { return filepath.Join(m.dir, "left.json") }
+func (m markers) rebuildPath() string { return filepath.Join(m.dir, "rebuild.json") }
+
+// leftMarker records that this replica's member left the cluster on a
+// scale-down: its data must not start again with the old identity.
+type leftMarker struct {
+	MemberID  string    `json:"memberID"`
+	ClusterID string    `json:"clusterID"`
+	At        time.Time `json:"at"`
+}
+
+func (m markers) writeLeft(memberID, clusterID uint64, now time.Time) error {
+	b, _ := json.Marshal(leftMarker{MemberID: fmt.Sprintf("%x", memberID), ClusterID: fmt.Sprintf("%x", clusterID), At: now})
+	return topology.WriteAtomic(m.leftPath(), b, 0o600)
+}
+
+// left reports whether a left marker exists for this member.
+func (m markers) left(memberID uint64) bool {
+	b, err := os.ReadFile(m.leftPath())
+	if err != nil {
+		return false
+	}
+	var lm leftMarker
+	if json.Unmarshal(b, &lm) != nil {
+		return false
+	}
+	return lm.MemberID == fmt.Sprintf("%x", memberID)
+}
+
+func (m markers) clearLeft() error {
+	if err := os.Remove(m.leftPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// rebuildMarker records a ForceNewCluster: the member list it forced from,
+// and whether the forced start completed.
+type rebuildMarker struct {
+	MemberID    string    `json:"memberID"`
+	ClusterID   string    `json:"clusterID"`
+	FromMembers string    `json:"fromMembers"`
+	Reason      string    `json:"reason"`
+	State       string    `json:"state"` // "started", "done"
+	At          time.Time `json:"at"`
+}
+
+func (m markers) writeRebuild(rm rebuildMarker) error {
+	b, _ := json.MarshalIndent(rm, "", "  ")
+	return topology.WriteAtomic(m.rebuildPath(), b, 0o600)
+}
+
+// rebuiltFrom returns the member-list fingerprint this member was already
+// rebuilt from, if the forced start completed.
+func (m markers) rebuiltFrom(memberID uint64) string {
+	b, err := os.ReadFile(m.rebuildPath())
+	if err != nil {
+		return ""
+	}
+	var rm rebuildMarker
+	if json.Unmarshal(b, &rm) != nil || rm.State != "done" || rm.MemberID != fmt.Sprintf("%x", memberID) {
+		return ""
+	}
+	return rm.FromMembers
+}

@@ -1,0 +1,160 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+
+	"github.com/vetcd/vetcd/internal/plan"
+)
+
+// leave takes this surplus replica's member out of the cluster before the
+// process exits, the way a StatefulSet scale-down wants it:
+//
+//  1. if it leads, hand leadership to the lowest-ordinal desired voter;
+//  2. wait until that voter has applied everything this member committed,
+//     so the survivor holds every acknowledged write even if the rest of
+//     the cluster disappears next;
+//  3. remove itself, if plan.CheckRemoval allows it;
+//  4. leave a marker so its data never starts again with the old identity.
+//
+// When a step cannot finish in time the member is left in place: the
+// leader's controller removes it, or a rebuild recovers quorum.
+func (r *Replica) leave(ctx context.Context, desired int) error {
+	e := r.localMember()
+	if e == nil {
+		return errors.New("etcd is not running")
+	}
+	s := e.Server
+	dir, err := directory(ctx, r.topo)
+	if err != nil {
+		return err
+	}
+	selfID := uint64(s.MemberID())
+	clientURLs := map[uint64]string{}
+	var members []plan.Member
+	for _, m := range s.Cluster().Members() {
+		pm := fromMembership(m, dir)
+		members = append(members, pm)
+		if len(m.ClientURLs) > 0 {
+			clientURLs[pm.ID] = m.ClientURLs[0]
+		}
+	}
+	self, ok := findMember(members, selfID)
+	if !ok {
+		return nil // already removed
+	}
+
+	// The heir: the lowest-ordinal desired voter that answers.
+	var heir plan.Member
+	found := false
+	for i := range members {
+		m := &members[i]
+		if m.IsLearner || m.Ordinal == plan.NoOrdinal || m.Ordinal >= desired || clientURLs[m.ID] == "" {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := r.pool.Status(cctx, clientURLs[m.ID])
+		cancel()
+		if err != nil {
+			continue
+		}
+		m.Healthy = true
+		m.AppliedIndex = st.GetRaftAppliedIndex()
+		if !found || m.Ordinal < heir.Ordinal {
+			heir, found = *m, true
+		}
+	}
+	if !found {
+		return errors.New("no desired voter answers; not leaving")
+	}
+	lg := r.lg.With(zap.String("heir", heir.Name))
+
+	if !self.IsLearner && uint64(s.Leader()) == selfID {
+		cli, err := r.pool.Get(r.cfg.ClientURL)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = cli.MoveLeader(cctx, heir.ID)
+		cancel()
+		if err != nil {
+			lg.Warn("leave: could not hand over leadership; removing anyway", zap.Error(err))
+		} else {
+			lg.Info("leave: handed over leadership")
+		}
+	}
+
+	if !self.IsLearner {
+		target := s.CommittedIndex()
+		if err := r.waitApplied(ctx, clientURLs[heir.ID], target); err != nil {
+			return fmt.Errorf("heir %s did not catch up to index %d: %w", heir.Name, target, err)
+		}
+	}
+
+	// Health of the other voters, for the quorum guard.
+	for i := range members {
+		m := &members[i]
+		if m.ID == selfID {
+			m.Healthy = true
+			continue
+		}
+		if url := clientURLs[m.ID]; url != "" && !m.Healthy {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := r.pool.Status(cctx, url)
+			cancel()
+			m.Healthy = err == nil
+		}
+	}
+	if why := plan.CheckRemoval(members, selfID); why != "" {
+		return fmt.Errorf("not removing itself: %s", why)
+	}
+	cli, err := r.pool.Get(clientURLs[heir.ID])
+	if err != nil {
+		return err
+	}
+	err = retryTransient(ctx, r.lg, "remove self", func(ctx context.Context) error {
+		_, err := cli.MemberRemove(ctx, selfID)
+		if errors.Is(err, rpctypes.ErrMemberNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.markers.writeLeft(selfID, uint64(s.Cluster().ID()), time.Now().UTC()); err != nil {
+		return fmt.Errorf("write left marker: %w", err)
+	}
+	r.metrics.Actions.WithLabelValues("leave", "ok").Inc()
+	lg.Info("left the cluster: this replica is surplus", zap.Int("desired", desired))
+	return nil
+}
+
+// waitApplied polls endpoint until its applied index reaches target.
+func (r *Replica) waitApplied(ctx context.Context, endpoint string, target uint64) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := r.pool.Status(cctx, endpoint)
+		cancel()
+		if err == nil && st.GetRaftAppliedIndex() >= target {
+			return nil
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func findMember(ms []plan.Member, id uint64) (plan.Member, bool) {
+	for _, m := range ms {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return plan.Member{}, false
+}

@@ -1,0 +1,274 @@
+package replica
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/vetcd/vetcd/internal/etcdclient"
+	"github.com/vetcd/vetcd/internal/plan"
+)
+
+// restart starts etcd on the valid data it already has. It does not wait
+// for readiness: a member restarting without quorum is not ready until its
+// peers return, and must keep running meanwhile.
+func (r *Replica) restart(ctx context.Context) error {
+	e, err := r.startEtcd(ctx, startSpec{})
+	if err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	r.setEtcd(e)
+	return nil
+}
+
+// bootstrap founds a new one-member cluster. The cluster record is written
+// first as an intent and then with the cluster ID, so that an empty ordinal
+// 0 can never found a second cluster later.
+func (r *Replica) bootstrap(ctx context.Context) error {
+	now := time.Now().UTC().Format(time.RFC3339)
+	if err := r.topo.SetClusterRecord(ctx, plan.FoundingPrefix+r.self.Name+" at "+now); err != nil {
+		return fmt.Errorf("bootstrap: write cluster record: %w", err)
+	}
+	token := make([]byte, 8)
+	_, _ = rand.Read(token)
+	e, err := r.startEtcd(ctx, startSpec{token: "vetcd-" + hex.EncodeToString(token), waitReady: true})
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	r.setEtcd(e)
+	id := e.Server.Cluster().ID()
+	record := fmt.Sprintf("cluster %s founded by %s at %s", id, r.self.Name, now)
+	if err := r.topo.SetClusterRecord(ctx, record); err != nil {
+		return fmt.Errorf("bootstrap: write cluster record: %w", err)
+	}
+	r.lg.Info("founded a new cluster", zap.String("cluster-id", id.String()))
+	return nil
+}
+
+// rejoin moves the data dir aside and joins with a clean one.
+func (r *Replica) rejoin(ctx context.Context, c plan.Cluster, reason string) error {
+	r.stopEtcd()
+	dst, err := moveAside(r.cfg.DataDir, reason, keepAside, time.Now())
+	if err != nil {
+		return fmt.Errorf("rejoin: %w", err)
+	}
+	if dst != "" {
+		r.lg.Warn("moved data dir aside", zap.String("to", dst), zap.String("reason", reason))
+	}
+	if err := r.markers.clearLeft(); err != nil {
+		return fmt.Errorf("rejoin: %w", err)
+	}
+	return r.join(ctx, c)
+}
+
+// join adds this replica as a learner and starts etcd with an empty data
+// dir. Transient refusals are retried here, in-process; a join that cannot
+// finish returns an error and the loop decides again.
+func (r *Replica) join(ctx context.Context, c plan.Cluster) error {
+	var endpoints []string
+	for _, m := range c.Members {
+		if m.Started && m.PeerURL != r.cfg.PeerURL {
+			if rep, ok, err := r.topo.Lookup(ctx, m.Ordinal); err == nil && ok {
+				endpoints = append(endpoints, rep.ClientURL)
+			}
+		}
+	}
+	if len(endpoints) == 0 {
+		return errors.New("join: no started member to ask")
+	}
+	cli, err := etcdclient.New(endpoints, r.clientTLS, r.lg)
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	defer cli.Close()
+
+	members, err := r.addSelf(ctx, cli, c)
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	initial := initialCluster(members, r.cfg.Name, r.cfg.PeerURL)
+
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		// The data dir is ours and fresh: a failed attempt's partial
+		// member data must not be mistaken for a member's later.
+		if err := os.RemoveAll(r.cfg.DataDir); err != nil {
+			return fmt.Errorf("join: clean data dir: %w", err)
+		}
+		e, err := r.startEtcd(ctx, startSpec{initialCluster: initial, existing: true, waitReady: true})
+		if err == nil {
+			r.setEtcd(e)
+			r.lg.Info("joined the cluster as a learner", zap.String("member-id", e.Server.MemberID().String()))
+			return nil
+		}
+		if !isMemberCountUnequal(err) || attempt == attempts {
+			return fmt.Errorf("join: %w", err)
+		}
+		r.lg.Info("join raced the member add; starting again with a clean data dir", zap.Int("attempt", attempt), zap.Error(err))
+		if err := sleep(ctx, time.Duration(attempt)*300*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// addSelf makes sure the member list holds an unstarted learner with this
+// replica's peer URL, and returns the member list. A started member with
+// our peer URL is a stale identity of this replica and is removed first.
+func (r *Replica) addSelf(ctx context.Context, cli *clientv3.Client, c plan.Cluster) ([]*etcdserverpb.Member, error) {
+	for _, m := range c.Members {
+		if m.PeerURL != r.cfg.PeerURL {
+			continue
+		}
+		if !m.Started {
+			// An earlier attempt added us: start as that member.
+			resp, err := cli.MemberList(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("member list: %w", err)
+			}
+			return resp.Members, nil
+		}
+		r.lg.Warn("removing this replica's stale member before joining", zap.String("member-id", fmt.Sprintf("%x", m.ID)))
+		err := retryTransient(ctx, r.lg, "remove stale member", func(ctx context.Context) error {
+			_, err := cli.MemberRemove(ctx, m.ID)
+			if errors.Is(err, rpctypes.ErrMemberNotFound) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var resp *clientv3.MemberAddResponse
+	err := retryTransient(ctx, r.lg, "add learner", func(ctx context.Context) error {
+		var err error
+		resp, err = cli.MemberAddAsLearner(ctx, []string{r.cfg.PeerURL})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.lg.Info("added this replica as a learner", zap.String("member-id", fmt.Sprintf("%x", resp.Member.GetID())))
+	return resp.Members, nil
+}
+
+// initialCluster builds --initial-cluster for a joiner from the member
+// list. etcd matches members by peer URL; names of members that have not
+// started yet only need to be unique.
+func initialCluster(members []*etcdserverpb.Member, selfName, selfPeerURL string) string {
+	var parts []string
+	for _, m := range members {
+		name := m.GetName()
+		if slices.Contains(m.GetPeerURLs(), selfPeerURL) {
+			name = selfName
+		} else if name == "" {
+			name = fmt.Sprintf("unstarted-%x", m.GetID())
+		}
+		for _, u := range m.GetPeerURLs() {
+			parts = append(parts, name+"="+u)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// transient reports whether a membership call failed for a reason that
+// goes away by itself: etcd's strict reconfiguration checks right after a
+// start, the learner limit while another replica joins, a leader change.
+func transient(err error) bool {
+	for _, t := range []error{
+		rpctypes.ErrUnhealthy, rpctypes.ErrTooManyLearners, rpctypes.ErrMemberNotEnoughStarted,
+		rpctypes.ErrMemberLearnerNotReady, rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail,
+		rpctypes.ErrLeaderChanged, rpctypes.ErrNoLeader, rpctypes.ErrTimeoutDueToConnectionLost,
+		context.DeadlineExceeded,
+	} {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// retryTransient calls fn until it succeeds, fails for a lasting reason,
+// or 30 s pass; each call gets its own 5 s deadline.
+func retryTransient(ctx context.Context, lg *zap.Logger, what string, fn func(context.Context) error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	wait := 200 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := fn(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !transient(err) || time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		lg.Debug("transient refusal; retrying", zap.String("call", what), zap.Error(err))
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// rebuild restarts this member alone with ForceNewCluster.
+//
+// WARNING: ForceNewCluster discards the other members. plan.ReplicaNext
+// allows it only when the scale-down broke quorum, every surplus replica is
+// confirmed gone, and this member holds the highest applied index of the
+// desired survivors. A marker beside the data dir records the forced start
+// so that it happens once per member list.
+func (r *Replica) rebuild(ctx context.Context, obs plan.ReplicaObservation, reason string) error {
+	m := rebuildMarker{
+		MemberID:    fmt.Sprintf("%x", obs.Local.MemberID),
+		ClusterID:   fmt.Sprintf("%x", obs.Local.ClusterID),
+		FromMembers: plan.Fingerprint(obs.Local.Members),
+		Reason:      reason,
+		State:       "started",
+		At:          time.Now().UTC(),
+	}
+	if err := r.markers.writeRebuild(m); err != nil {
+		return fmt.Errorf("rebuild: write marker: %w", err)
+	}
+	r.lg.Warn("rebuilding the cluster from this member with force-new-cluster", zap.String("reason", reason))
+	r.stopEtcd()
+	e, err := r.startEtcd(ctx, startSpec{force: true, waitReady: true})
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	r.setEtcd(e)
+	m.State = "done"
+	m.At = time.Now().UTC()
+	if err := r.markers.writeRebuild(m); err != nil {
+		return fmt.Errorf("rebuild: write marker: %w", err)
+	}
+	r.metrics.Rebuilds.Inc()
+	r.lg.Warn("rebuild complete: this member is the only voter; desired replicas rejoin as learners",
+		zap.String("cluster-id", e.Server.Cluster().ID().String()))
+	return nil
+}

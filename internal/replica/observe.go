@@ -1,0 +1,232 @@
+package replica
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
+
+	"github.com/vetcd/vetcd/internal/plan"
+	"github.com/vetcd/vetcd/internal/topology"
+)
+
+func parentDir(dataDir string) string { return filepath.Dir(filepath.Clean(dataDir)) }
+
+// Directory is the peer-URL index of the replicas.
+type Directory = topology.Directory
+
+func directory(ctx context.Context, topo topology.Source) (Directory, error) {
+	return topology.LookupAll(ctx, topo)
+}
+
+// observe gathers everything plan.ReplicaNext needs.
+func (r *Replica) observe(ctx context.Context) (plan.ReplicaObservation, error) {
+	o := plan.ReplicaObservation{Ordinal: r.self.Ordinal, RebuildAfter: r.rebuildAfter, Gone: map[int]bool{}}
+	desired, err := r.topo.Desired(ctx)
+	if err != nil {
+		return o, err
+	}
+	o.Desired = desired
+	r.metrics.Desired.Set(float64(desired))
+	dir, err := directory(ctx, r.topo)
+	if err != nil {
+		return o, err
+	}
+	record, err := r.topo.ClusterRecord(ctx)
+	if err != nil {
+		return o, err
+	}
+	if plan.RecordFounded(record) {
+		o.ClusterRecord = record
+	}
+
+	o.Local = r.observeLocal(dir)
+	running := o.Local.Running
+
+	// Ordinals that matter: the desired ones and every member's.
+	ordinals := map[int]bool{}
+	for i := 0; i < desired; i++ {
+		ordinals[i] = true
+	}
+	for _, m := range o.Local.Members {
+		if m.Ordinal != plan.NoOrdinal {
+			ordinals[m.Ordinal] = true
+		}
+	}
+	delete(ordinals, r.self.Ordinal)
+	var peers []topology.Replica
+	for _, rep := range dir {
+		if ordinals[rep.Ordinal] {
+			peers = append(peers, rep)
+		}
+	}
+	for ord := range ordinals {
+		gone, err := r.topo.Gone(ctx, ord)
+		if err != nil {
+			return o, err
+		}
+		o.Gone[ord] = gone
+	}
+
+	// The cluster view and the peers' agents are only needed when this
+	// member is not serving under a leader.
+	if running && o.Local.Leader != 0 {
+		return o, nil
+	}
+	o.Peers = r.observePeers(ctx, peers)
+	o.Cluster = r.observeCluster(ctx, peers, dir)
+	return o, nil
+}
+
+// observeLocal reads this replica's own state: from the running member,
+// or from its data dir when etcd is down.
+func (r *Replica) observeLocal(dir Directory) plan.Local {
+	r.mu.Lock()
+	e := r.etcd
+	r.mu.Unlock()
+	if e != nil {
+		s := e.Server
+		l := plan.Local{
+			Data:         plan.DataValid,
+			Running:      true,
+			ClusterID:    uint64(s.Cluster().ID()),
+			MemberID:     uint64(s.MemberID()),
+			Leader:       uint64(s.Leader()),
+			AppliedIndex: s.AppliedIndex(),
+		}
+		for _, m := range s.Cluster().Members() {
+			l.Members = append(l.Members, fromMembership(m, dir))
+		}
+		l.RebuiltFrom = r.markers.rebuiltFrom(l.MemberID)
+		r.mu.Lock()
+		if l.Leader == 0 {
+			if r.leaderlessSince.IsZero() {
+				r.leaderlessSince = time.Now()
+			}
+			l.LeaderlessFor = time.Since(r.leaderlessSince)
+		} else {
+			r.leaderlessSince = time.Time{}
+		}
+		ready := l.Leader != 0 && !s.IsLearner()
+		r.mu.Unlock()
+		if ready {
+			r.metrics.Ready.Set(1)
+		} else {
+			r.metrics.Ready.Set(0)
+		}
+		return l
+	}
+	info := InspectData(r.lg, r.cfg.DataDir)
+	if info.State == plan.DataValid && r.markers.left(info.MemberID) {
+		info.State = plan.DataLeft
+	}
+	r.mu.Lock()
+	r.disk = info
+	r.mu.Unlock()
+	return plan.Local{
+		Data:         info.State,
+		DataProblem:  info.Problem,
+		ClusterID:    info.ClusterID,
+		MemberID:     info.MemberID,
+		AppliedIndex: info.AppliedIndex,
+	}
+}
+
+func fromMembership(m *membership.Member, dir Directory) plan.Member {
+	return plan.Member{
+		ID:        uint64(m.ID),
+		Name:      m.Name,
+		PeerURL:   first(m.PeerURLs),
+		Ordinal:   dir.Ordinal(m.PeerURLs),
+		IsLearner: m.IsLearner,
+		Started:   m.Name != "",
+	}
+}
+
+func first(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[0]
+}
+
+// observePeers asks every peer's agent, in parallel.
+func (r *Replica) observePeers(ctx context.Context, peers []topology.Replica) []plan.Peer {
+	out := make([]plan.Peer, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			out[i] = plan.Peer{Ordinal: p.Ordinal}
+			st, err := r.agents.Fetch(cctx, p.AgentURL)
+			if err != nil {
+				return
+			}
+			out[i] = plan.Peer{
+				Ordinal:      p.Ordinal,
+				Reachable:    true,
+				HasData:      st.Data != plan.DataEmpty.String(),
+				ClusterID:    uint64(st.ClusterID),
+				MemberID:     uint64(st.MemberID),
+				AppliedIndex: st.AppliedIndex,
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// observeCluster finds a member with quorum among the peers: the first
+// linearizable member list that succeeds.
+func (r *Replica) observeCluster(ctx context.Context, peers []topology.Replica, dir Directory) plan.Cluster {
+	type result struct {
+		resp *clientv3.MemberListResponse
+	}
+	results := make(chan result, len(peers))
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	for _, p := range peers {
+		go func() {
+			c, err := r.pool.Get(p.ClientURL)
+			if err != nil {
+				results <- result{}
+				return
+			}
+			resp, err := c.MemberList(cctx)
+			if err != nil {
+				results <- result{}
+				return
+			}
+			results <- result{resp: resp}
+		}()
+	}
+	var found plan.Cluster
+	for range peers {
+		res := <-results
+		if res.resp == nil || found.Reachable {
+			continue
+		}
+		found = clusterFrom(res.resp, dir)
+		cancel() // the others may stop
+	}
+	return found
+}
+
+func clusterFrom(resp *clientv3.MemberListResponse, dir Directory) plan.Cluster {
+	c := plan.Cluster{Reachable: true, ClusterID: resp.Header.GetClusterId()}
+	for _, m := range resp.Members {
+		c.Members = append(c.Members, plan.Member{
+			ID:        m.GetID(),
+			Name:      m.GetName(),
+			PeerURL:   first(m.GetPeerURLs()),
+			Ordinal:   dir.Ordinal(m.GetPeerURLs()),
+			IsLearner: m.GetIsLearner(),
+			Started:   m.GetName() != "",
+		})
+	}
+	return c
+}

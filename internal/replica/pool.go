@@ -1,0 +1,21 @@
+package replica
+
+import (
+	"context"
+
+	"github.com/vetcd/vetcd/internal/cluster"
+	"github.com/vetcd/vetcd/internal/etcdclient"
+)
+
+// controllerPool adapts the client pool to the controller's interfaces.
+type controllerPool struct{ *etcdclient.Pool }
+
+var _ cluster.Pool = controllerPool{}
+
+func (p controllerPool) Status(ctx context.Context, endpoint string) (cluster.Status, error) {
+	return p.Pool.Status(ctx, endpoint)
+}
+
+func (p controllerPool) Members(endpoint string) (cluster.MemberAPI, error) {
+	return p.Pool.Members(endpoint)
+}

@@ -1,0 +1,428 @@
+// Package replica runs one vetcd replica: an embedded etcd member that
+// chooses its own start mode, keeps itself in the cluster, and leaves
+// cleanly when it is no longer desired.
+//
+// The loop is observe → plan.ReplicaNext → act. Every decision lives in
+// package plan; this package only gathers facts and carries decisions out.
+package replica
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/version"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/vetcd/vetcd/internal/agent"
+	"github.com/vetcd/vetcd/internal/cluster"
+	"github.com/vetcd/vetcd/internal/config"
+	"github.com/vetcd/vetcd/internal/etcdclient"
+	"github.com/vetcd/vetcd/internal/metrics"
+	"github.com/vetcd/vetcd/internal/pki"
+	"github.com/vetcd/vetcd/internal/plan"
+	"github.com/vetcd/vetcd/internal/topology"
+)
+
+// keepAside is how many moved-aside data dirs a replica keeps.
+const keepAside = 3
+
+// Options are the collaborators of a Replica. Zero values are replaced by
+// defaults built from the config.
+type Options struct {
+	Logger   *zap.Logger
+	Topology topology.Source
+	Metrics  *metrics.Metrics
+}
+
+// Replica is one running vetcd replica. Its methods are safe for
+// concurrent use.
+type Replica struct {
+	cfg     config.Config
+	lg      *zap.Logger
+	topo    topology.Source
+	metrics *metrics.Metrics
+	self    topology.Replica
+	markers markers
+
+	serverTLS, clientTLS *tls.Config
+	pool                 *etcdclient.Pool
+	agents               *agent.Client
+	controller           *cluster.Controller
+
+	interval     time.Duration
+	startTimeout time.Duration
+	rebuildAfter time.Duration
+
+	agentSrv *agent.Server
+	httpSrv  *http.Server
+
+	cancel   context.CancelFunc
+	loopDone chan struct{}
+	ready    chan struct{}
+	readyOne sync.Once
+	stopOnce sync.Once
+	stopErr  error
+
+	mu              sync.Mutex
+	etcd            *embed.Etcd
+	disk            DataInfo // last inspection while etcd was down
+	leaderlessSince time.Time
+	last            plan.ReplicaDecision
+}
+
+// New validates the config and prepares a replica without starting
+// anything.
+func New(cfg config.Config, opts Options) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	lg := opts.Logger
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	lg = lg.With(zap.String("replica", cfg.Name), zap.Int("ordinal", cfg.OrdinalValue()))
+	self := topology.Replica{
+		Name:       cfg.Name,
+		Ordinal:    cfg.OrdinalValue(),
+		ClientURL:  cfg.ClientURL,
+		PeerURL:    cfg.PeerURL,
+		AgentURL:   cfg.AgentURL,
+		MetricsURL: cfg.MetricsURL,
+	}
+	topo := opts.Topology
+	if topo == nil {
+		if cfg.Topology.Source != "" && cfg.Topology.Source != "static" {
+			return nil, fmt.Errorf("topology source %q is not available in this build", cfg.Topology.Source)
+		}
+		topo = topology.NewStatic(cfg.Topology.File, self)
+	}
+	m := opts.Metrics
+	if m == nil {
+		m = metrics.New()
+	}
+	serverTLS, err := pki.ServerConfig(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	clientTLS, err := pki.ClientConfig(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	r := &Replica{
+		cfg:          cfg,
+		lg:           lg,
+		topo:         topo,
+		metrics:      m,
+		self:         self,
+		markers:      markers{dir: parentDir(cfg.DataDir)},
+		serverTLS:    serverTLS,
+		clientTLS:    clientTLS,
+		pool:         etcdclient.NewPool(clientTLS, lg),
+		agents:       agent.NewClient(clientTLS),
+		interval:     cfg.Controller.Interval,
+		startTimeout: 2 * time.Minute,
+		// Well past an election timeout (1s by default), so a rebuild
+		// never races an election that is about to succeed.
+		rebuildAfter: 5 * time.Second,
+		loopDone:     make(chan struct{}),
+		ready:        make(chan struct{}),
+	}
+	r.controller = cluster.New(cluster.Options{
+		Logger:   lg.Named("controller"),
+		Metrics:  m,
+		Topology: topo,
+		Pool:     controllerPool{r.pool},
+		Local:    r.localMember,
+	})
+	return r, nil
+}
+
+// Start binds the agent and metrics endpoints and starts the replica's
+// loop and controller in the background. It returns once the endpoints
+// listen; use Ready to wait for etcd.
+func (r *Replica) Start(ctx context.Context) error {
+	agentLn, err := listen(r.cfg.AgentURL)
+	if err != nil {
+		return fmt.Errorf("agent endpoint: %w", err)
+	}
+	r.agentSrv = agent.Serve(agentLn, r.serverTLS, r.agentState)
+	if r.cfg.MetricsURL != "" {
+		ln, err := listen(r.cfg.MetricsURL)
+		if err != nil {
+			_ = r.agentSrv.Shutdown(ctx)
+			return fmt.Errorf("metrics endpoint: %w", err)
+		}
+		r.httpSrv = r.serveHTTP(ln)
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	go r.run(loopCtx)
+	r.lg.Info("replica started", zap.String("agent-url", r.cfg.AgentURL), zap.String("client-url", r.cfg.ClientURL))
+	return nil
+}
+
+// Ready is closed once this replica's member has served as a voter with a
+// leader for the first time.
+func (r *Replica) Ready() <-chan struct{} { return r.ready }
+
+// ClientURL is the advertised client URL of this replica's member.
+func (r *Replica) ClientURL() string { return r.cfg.ClientURL }
+
+func listen(rawURL string) (net.Listener, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return net.Listen("tcp", u.Host)
+}
+
+// run is the replica's loop. It never exits on an error: every failure is
+// logged, counted and retried with back-off (no crash loops).
+func (r *Replica) run(ctx context.Context) {
+	defer close(r.loopDone)
+	go r.controller.Run(ctx, r.interval)
+	wait := r.interval
+	for {
+		if err := r.step(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.lg.Warn("replica step failed; retrying", zap.Error(err), zap.Duration("retry-in", wait))
+			wait = min(wait*2, 10*time.Second)
+		} else {
+			wait = r.interval
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		case <-r.stopNotify():
+			timer.Stop()
+		}
+	}
+}
+
+// stopNotify is closed when the running etcd stops by itself (for example
+// because its member was removed). It is nil, never ready, while etcd is
+// down.
+func (r *Replica) stopNotify() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.etcd == nil {
+		return nil
+	}
+	return r.etcd.Server.StopNotify()
+}
+
+// step is one pass of observe → decide → act.
+func (r *Replica) step(ctx context.Context) error {
+	r.reapStoppedEtcd()
+	obs, err := r.observe(ctx)
+	if err != nil {
+		return fmt.Errorf("observe: %w", err)
+	}
+	d := plan.ReplicaNext(obs)
+	r.record(d)
+	switch d.Mode {
+	case plan.Keep, plan.Wait:
+		return nil
+	case plan.Restart:
+		return r.restart(ctx)
+	case plan.Join:
+		return r.join(ctx, obs.Cluster)
+	case plan.Rejoin:
+		return r.rejoin(ctx, obs.Cluster, d.Reason)
+	case plan.Bootstrap:
+		return r.bootstrap(ctx)
+	case plan.Rebuild:
+		return r.rebuild(ctx, obs, d.Reason)
+	}
+	return fmt.Errorf("unknown mode %v", d.Mode)
+}
+
+// record logs a decision when it changes and counts the acting ones.
+func (r *Replica) record(d plan.ReplicaDecision) {
+	r.mu.Lock()
+	changed := d != r.last
+	r.last = d
+	r.mu.Unlock()
+	switch d.Mode {
+	case plan.Keep:
+		if changed {
+			r.lg.Debug("replica decision", zap.Stringer("mode", d.Mode), zap.String("reason", d.Reason))
+		}
+	case plan.Wait:
+		if changed {
+			r.lg.Info("replica waits", zap.String("reason", d.Reason))
+		}
+	default:
+		r.metrics.Decisions.WithLabelValues(d.Mode.String()).Inc()
+		r.lg.Info("replica decision", zap.Stringer("mode", d.Mode), zap.String("reason", d.Reason))
+	}
+}
+
+// reapStoppedEtcd closes an etcd that stopped by itself.
+func (r *Replica) reapStoppedEtcd() {
+	r.mu.Lock()
+	e := r.etcd
+	r.mu.Unlock()
+	if e == nil {
+		return
+	}
+	select {
+	case <-e.Server.StopNotify():
+	default:
+		return
+	}
+	r.lg.Warn("etcd stopped by itself; deciding again")
+	r.setEtcd(nil)
+	e.Close()
+}
+
+func (r *Replica) setEtcd(e *embed.Etcd) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.etcd = e
+	r.leaderlessSince = time.Time{}
+	if e == nil {
+		r.metrics.Ready.Set(0)
+		return
+	}
+	go r.watchReady(e)
+}
+
+// watchReady closes Ready the first time the member serves.
+func (r *Replica) watchReady(e *embed.Etcd) {
+	select {
+	case <-e.Server.ReadyNotify():
+		r.readyOne.Do(func() {
+			r.lg.Info("etcd member is serving", zap.String("member-id", e.Server.MemberID().String()))
+			close(r.ready)
+		})
+	case <-e.Server.StopNotify():
+	}
+}
+
+func (r *Replica) stopEtcd() {
+	r.mu.Lock()
+	e := r.etcd
+	r.mu.Unlock()
+	if e == nil {
+		return
+	}
+	r.setEtcd(nil)
+	e.Close()
+}
+
+// Shutdown stops the replica. A replica whose ordinal is at or above the
+// desired count first leaves the cluster (see leave); a desired replica
+// just stops, keeping its membership. It waits for everything to stop or
+// for ctx to end.
+func (r *Replica) Shutdown(ctx context.Context) error {
+	r.stopOnce.Do(func() { r.stopErr = r.shutdown(ctx) })
+	return r.stopErr
+}
+
+func (r *Replica) shutdown(ctx context.Context) error {
+	if r.cancel != nil {
+		r.cancel()
+		select {
+		case <-r.loopDone:
+		case <-ctx.Done():
+			return fmt.Errorf("shutdown: loop did not stop: %w", ctx.Err())
+		}
+	}
+	r.controller.Wait()
+	desired, err := r.topo.Desired(ctx)
+	switch {
+	case err != nil:
+		r.lg.Warn("shutdown: desired count unknown; stopping without leaving", zap.Error(err))
+	case r.self.Ordinal >= desired:
+		leaveCtx, cancel := context.WithTimeout(ctx, r.cfg.Shutdown.LeaveTimeout)
+		if err := r.leave(leaveCtx, desired); err != nil {
+			r.lg.Warn("shutdown: could not leave the cluster cleanly; the leader's controller or a rebuild will finish the scale-down", zap.Error(err))
+		}
+		cancel()
+	default:
+		r.lg.Info("shutdown: replica is still desired; stopping without leaving", zap.Int("desired", desired))
+	}
+	r.stopEtcd()
+	r.pool.Close()
+	r.agents.CloseIdle()
+	var errs []error
+	if r.agentSrv != nil {
+		errs = append(errs, r.agentSrv.Shutdown(ctx))
+	}
+	if r.httpSrv != nil {
+		errs = append(errs, r.httpSrv.Shutdown(ctx))
+	}
+	r.lg.Info("replica stopped")
+	return errors.Join(errs...)
+}
+
+// Close stops the replica without leaving the cluster and without waiting
+// past a short grace.
+func (r *Replica) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.stopOnce.Do(func() {
+		<-r.loopDone
+		r.controller.Wait()
+		r.stopEtcd()
+		r.pool.Close()
+		if r.agentSrv != nil {
+			_ = r.agentSrv.Shutdown(ctx)
+		}
+		if r.httpSrv != nil {
+			_ = r.httpSrv.Shutdown(ctx)
+		}
+	})
+	return nil
+}
+
+// agentState is what the agent endpoint reports.
+func (r *Replica) agentState() agent.State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := agent.State{
+		Name:        r.self.Name,
+		Ordinal:     r.self.Ordinal,
+		EtcdVersion: version.Version,
+		Mode:        r.last.Mode.String(),
+		Reason:      r.last.Reason,
+	}
+	if e := r.etcd; e != nil {
+		st.EtcdRunning = true
+		st.Data = plan.DataValid.String()
+		st.ClusterID = agent.ID(e.Server.Cluster().ID())
+		st.MemberID = agent.ID(e.Server.MemberID())
+		st.AppliedIndex = e.Server.AppliedIndex()
+		st.Leader = agent.ID(e.Server.Leader())
+		return st
+	}
+	st.Data = r.disk.State.String()
+	st.ClusterID = agent.ID(r.disk.ClusterID)
+	st.MemberID = agent.ID(r.disk.MemberID)
+	st.AppliedIndex = r.disk.AppliedIndex
+	return st
+}
+
+// localMember gives the controller this replica's running etcd, or nil.
+func (r *Replica) localMember() *embed.Etcd {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.etcd
+}

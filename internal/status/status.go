@@ -1,0 +1,202 @@
+// Package status reads a cluster's members and their state the way an
+// operator wants to see it: one row per member, plus whether the cluster
+// matches its desired replica count.
+package status
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/vetcd/vetcd/internal/etcdclient"
+)
+
+// Row is one member.
+type Row struct {
+	Name      string   `json:"name"`
+	ID        string   `json:"id"`
+	Role      string   `json:"role"` // leader, follower, learner
+	Healthy   bool     `json:"healthy"`
+	Error     string   `json:"error,omitempty"`
+	ClientURL string   `json:"clientURL,omitempty"`
+	RaftIndex uint64   `json:"raftIndex"`
+	Applied   uint64   `json:"raftAppliedIndex"`
+	DBSize    int64    `json:"dbSize"`
+	Alarms    []string `json:"alarms,omitempty"`
+	Version   string   `json:"version,omitempty"`
+}
+
+// Cluster is the whole picture.
+type Cluster struct {
+	ClusterID string `json:"clusterID"`
+	Desired   int    `json:"desired,omitempty"`
+	Members   []Row  `json:"members"`
+	// Linearizable is false when no member could confirm the member list
+	// with quorum, and the list is one member's own (possibly stale) view.
+	Linearizable bool `json:"linearizable"`
+}
+
+// Settled reports whether the cluster has exactly n members, all healthy
+// voters under one leader, and says what is missing otherwise.
+func (c Cluster) Settled(n int) (bool, string) {
+	if !c.Linearizable {
+		return false, "no member answers with quorum"
+	}
+	if len(c.Members) != n {
+		return false, fmt.Sprintf("%d members, want %d", len(c.Members), n)
+	}
+	leaders := 0
+	for _, m := range c.Members {
+		switch {
+		case !m.Healthy:
+			return false, fmt.Sprintf("member %s is not healthy: %s", m.Name, m.Error)
+		case m.Role == "learner":
+			return false, fmt.Sprintf("member %s is still a learner", m.Name)
+		case m.Role == "leader":
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		return false, fmt.Sprintf("%d leaders", leaders)
+	}
+	return true, ""
+}
+
+// Get reads the cluster through endpoints.
+func Get(ctx context.Context, endpoints []string, tlsConfig *tls.Config) (Cluster, error) {
+	var c Cluster
+	pool := etcdclient.NewPool(tlsConfig, zap.NewNop())
+	defer pool.Close()
+
+	// Ask every endpoint; the first linearizable answer wins, otherwise the
+	// first serializable one.
+	var resp *clientv3.MemberListResponse
+	var errs []error
+	for _, lin := range []bool{true, false} {
+		for _, ep := range endpoints {
+			cli, err := pool.Get(ep)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			var opts []clientv3.OpOption
+			if !lin {
+				opts = append(opts, clientv3.WithSerializable())
+			}
+			r, err := cli.MemberList(cctx, opts...)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+				continue
+			}
+			resp, c.Linearizable = r, lin
+			break
+		}
+		if resp != nil {
+			break
+		}
+	}
+	if resp == nil {
+		return c, fmt.Errorf("no endpoint answered: %w", errors.Join(errs...))
+	}
+	c.ClusterID = fmt.Sprintf("%x", resp.Header.GetClusterId())
+
+	alarms := map[uint64][]string{}
+	for _, ep := range endpoints {
+		cli, _ := pool.Get(ep)
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ar, err := cli.AlarmList(cctx)
+		cancel()
+		if err == nil {
+			for _, a := range ar.Alarms {
+				alarms[a.MemberID] = append(alarms[a.MemberID], a.Alarm.String())
+			}
+			break
+		}
+	}
+
+	c.Members = make([]Row, len(resp.Members))
+	var wg sync.WaitGroup
+	for i, m := range resp.Members {
+		row := Row{Name: m.GetName(), ID: fmt.Sprintf("%x", m.GetID()), Role: "follower", Alarms: alarms[m.GetID()]}
+		if m.GetIsLearner() {
+			row.Role = "learner"
+		}
+		if row.Name == "" {
+			row.Name = "(unstarted)"
+		}
+		if len(m.GetClientURLs()) == 0 {
+			row.Error = "not started"
+			c.Members[i] = row
+			continue
+		}
+		row.ClientURL = m.GetClientURLs()[0]
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			st, err := pool.Status(cctx, row.ClientURL)
+			if err != nil {
+				row.Error = err.Error()
+				c.Members[i] = row
+				return
+			}
+			fill(&row, st, m.GetID())
+			c.Members[i] = row
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(c.Members, func(a, b Row) int { return cmp.Compare(a.Name, b.Name) })
+	return c, nil
+}
+
+func fill(row *Row, st *pb.StatusResponse, id uint64) {
+	row.Healthy = len(st.GetErrors()) == 0
+	if !row.Healthy {
+		row.Error = strings.Join(st.GetErrors(), "; ")
+	}
+	row.RaftIndex = st.GetRaftIndex()
+	row.Applied = st.GetRaftAppliedIndex()
+	row.DBSize = st.GetDbSize()
+	row.Version = st.GetVersion()
+	if st.GetLeader() == id && !st.GetIsLearner() {
+		row.Role = "leader"
+	}
+	if st.GetLeader() == 0 {
+		row.Healthy = false
+		row.Error = "no leader"
+	}
+}
+
+// Wait polls until the cluster settles at n members or ctx ends; the error
+// then says what was still missing.
+func Wait(ctx context.Context, endpoints func() []string, tlsConfig *tls.Config, n int) (Cluster, error) {
+	var last string
+	for {
+		c, err := Get(ctx, endpoints(), tlsConfig)
+		if err == nil {
+			ok, why := c.Settled(n)
+			if ok {
+				return c, nil
+			}
+			last = why
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return c, fmt.Errorf("cluster did not settle at %d voters: %s", n, last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// (a) 1 → 3 → 5 → 3 → 1 → 3 under a continuous write load; after every step
+// every acknowledged write reads back and the member list matches.
+func TestScaleSequence(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	base := freeBasePort(t, 5)
+	c := startUp(t, dir, base, 1)
+	cli := c.client(5)
+	w := startWriter(t, cli, "scale")
+	w.waitAcked(50, 30*time.Second)
+	id := c.status(1).ClusterID
+
+	for _, n := range []int{3, 5, 3, 1, 3} {
+		took := c.scale(n)
+		st := c.requireSettled(n)
+		if st.ClusterID != id {
+			t.Fatalf("after scale to %d the cluster ID is %s, was %s: a second cluster", n, st.ClusterID, id)
+		}
+		w.waitAcked(20, time.Minute)
+		w.verify(cli)
+		t.Logf("scaled to %d in %s; %d members, all voters", n, took.Round(time.Millisecond), len(st.Members))
+	}
+	// The user's view agrees.
+	if st := c.statusJSON(); len(st.Members) != 3 || st.Desired != 3 {
+		t.Fatalf("vetcd status: %d members, desired %d; want 3 and 3", len(st.Members), st.Desired)
+	}
+}
+
+// (b) 3 → 1 through `vetcd scale`: both surplus replicas get SIGTERM at
+// once; the cluster ends with one voter and every acknowledged write.
+func TestScaleDownBreakingQuorum(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	base := freeBasePort(t, 3)
+	c := startUp(t, dir, base, 3)
+	cli := c.client(1) // only the survivor: the write path does not depend on the leaving replicas
+	w := startWriter(t, cli, "down")
+	w.waitAcked(100, 30*time.Second)
+	id := c.status(3).ClusterID
+
+	w.resetGap()
+	took := c.scale(1)
+	st := c.requireSettled(1)
+	gap := w.gap()
+	if st.ClusterID != id {
+		t.Fatalf("cluster ID %s after the scale-down, was %s", st.ClusterID, id)
+	}
+	w.waitAcked(50, 30*time.Second)
+	w.verify(cli)
+	t.Logf("3→1 settled in %s; longest write-unavailability window %s", took.Round(time.Millisecond), gap.Round(time.Millisecond))
+}
+
+// (c) Both surplus replicas are killed with -9 and the desired count set to
+// 1: the survivor rebuilds by itself, within seconds, and no second
+// cluster appears.
+func TestSurplusKilledRebuild(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	base := freeBasePort(t, 3)
+	c := startUp(t, dir, base, 3)
+	cli := c.client(1)
+	w := startWriter(t, cli, "kill")
+	w.waitAcked(100, 30*time.Second)
+	id := c.status(3).ClusterID
+
+	// The controller keeps leadership on ordinal 0, so the survivor holds
+	// every committed entry: wait for that before the fault.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := c.status(3)
+		leader := ""
+		for _, m := range st.Members {
+			if m.Role == "leader" {
+				leader = m.Name
+			}
+		}
+		if leader == "vetcd-0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leader is %q, not vetcd-0, after a minute", leader)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	w.resetGap()
+	start := time.Now()
+	for _, i := range []int{1, 2} {
+		if err := syscall.Kill(c.pid(i), syscall.SIGKILL); err != nil {
+			t.Fatalf("kill replica %d: %v", i, err)
+		}
+	}
+	if out, err := vetcd(t, 30*time.Second, "scale", "1", "--dir", dir); err != nil {
+		t.Fatalf("vetcd scale 1: %v\n%s", err, out)
+	}
+	st := c.requireSettled(1)
+	took := time.Since(start)
+	if st.ClusterID != id {
+		t.Fatalf("cluster ID %s after the rebuild, was %s: a second cluster", st.ClusterID, id)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "vetcd-0", "rebuild.json")); err != nil {
+		t.Fatalf("no rebuild marker: %v", err)
+	}
+	w.waitAcked(50, 30*time.Second)
+	w.verify(cli)
+	if took > 60*time.Second {
+		t.Fatalf("rebuild took %s", took)
+	}
+	t.Logf("rebuilt in %s; longest write-unavailability window %s", took.Round(time.Millisecond), w.gap().Round(time.Millisecond))
+
+	// Scaling back up: the old members rejoin as learners, with fresh data.
+	c.scale(3)
+	st = c.requireSettled(3)
+	if st.ClusterID != id {
+		t.Fatalf("cluster ID %s after scaling back up, was %s", st.ClusterID, id)
+	}
+	w.verify(c.client(3))
+}
+
+// (d) Stopping and starting `vetcd up` on the same DIR resumes the same
+// cluster with all its data.
+func TestRestartWholeCluster(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	base := freeBasePort(t, 3)
+	c := startUp(t, dir, base, 3)
+	cli := c.client(3)
+	w := startWriter(t, cli, "restart")
+	w.waitAcked(200, 30*time.Second)
+	w.stop()
+	id := c.status(3).ClusterID
+	c.stop()
+
+	c2 := startUp(t, dir, base, 0)
+	st := c2.requireSettled(3)
+	if st.ClusterID != id {
+		t.Fatalf("cluster ID %s after restart, was %s", st.ClusterID, id)
+	}
+	w.verify(c2.client(3))
+}
+
+// (e) An empty ordinal 0 while the others hold the cluster joins it and
+// does not bootstrap a second one.
+func TestEmptyOrdinalZeroJoins(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	base := freeBasePort(t, 3)
+	c := startUp(t, dir, base, 3)
+	cli := c.client(3)
+	w := startWriter(t, cli, "zero")
+	w.waitAcked(200, 30*time.Second)
+	w.stop()
+	id := c.status(3).ClusterID
+	c.stop()
+
+	if err := os.RemoveAll(filepath.Join(dir, "vetcd-0", "data")); err != nil {
+		t.Fatal(err)
+	}
+	c2 := startUp(t, dir, base, 0)
+	st := c2.requireSettled(3)
+	if st.ClusterID != id {
+		t.Fatalf("cluster ID %s, was %s: the empty ordinal 0 founded a second cluster", st.ClusterID, id)
+	}
+	// Ordinal 0 alone must serve every write now: it holds the data.
+	w.verify(c2.client(1))
+	if c2.restarts(0) > 0 {
+		t.Fatalf("vetcd-0 was restarted %d times by its supervisor", c2.restarts(0))
+	}
+}
