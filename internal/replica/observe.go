@@ -159,7 +159,7 @@ func (r *Replica) observePeers(ctx context.Context, peers []topology.Replica) []
 	var wg sync.WaitGroup
 	for i, p := range peers {
 		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			out[i] = plan.Peer{Ordinal: p.Ordinal}
 			st, err := r.agents.Fetch(cctx, p.AgentURL)
@@ -187,7 +187,7 @@ func (r *Replica) observeCluster(ctx context.Context, peers []topology.Replica, 
 		resp *clientv3.MemberListResponse
 	}
 	results := make(chan result, len(peers))
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	for _, p := range peers {
 		go func() {

@@ -129,9 +129,10 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 		agents:       agent.NewClient(clientTLS),
 		interval:     cfg.Controller.Interval,
 		startTimeout: 2 * time.Minute,
-		// Well past an election timeout (1s by default), so a rebuild
-		// never races an election that is about to succeed.
-		rebuildAfter: 5 * time.Second,
+		// Past an election timeout (1s by default). The rebuild rule already
+		// requires that no election can succeed (desired voters below
+		// quorum, every other voter gone); this only lets raft settle.
+		rebuildAfter: 2 * time.Second,
 		loopDone:     make(chan struct{}),
 		ready:        make(chan struct{}),
 	}

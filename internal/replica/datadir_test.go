@@ -1,0 +1,201 @@
+package replica
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/vetcd/vetcd/internal/plan"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// realDataDir runs a real one-member etcd in dir, writes keys and stops
+// it, leaving genuine member data behind. It returns the member and
+// cluster IDs.
+func realDataDir(t *testing.T, dir string) (memberID, clusterID uint64) {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Dir = dir
+	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zaptest.NewLogger(t).Named("etcd").WithOptions())
+	cfg.LogLevel = "error"
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		t.Fatal("etcd not ready")
+	}
+	memberID, clusterID = uint64(e.Server.MemberID()), uint64(e.Server.Cluster().ID())
+	e.Close()
+	return memberID, clusterID
+}
+
+func TestInspectData(t *testing.T) {
+	src := t.TempDir()
+	memberID, clusterID := realDataDir(t, src)
+	lg := zaptest.NewLogger(t)
+
+	tests := []struct {
+		name    string
+		damage  func(t *testing.T, dir string)
+		want    plan.DataState
+		problem string
+	}{
+		{name: "intact member data", damage: func(*testing.T, string) {}, want: plan.DataValid},
+		{name: "whole data dir deleted (volume gone)", damage: func(t *testing.T, dir string) { must(t, os.RemoveAll(dir)) }, want: plan.DataEmpty},
+		{name: "empty data dir", damage: func(t *testing.T, dir string) { must(t, os.RemoveAll(filepath.Join(dir, "member"))) }, want: plan.DataEmpty},
+		{
+			name:    "database file deleted",
+			damage:  func(t *testing.T, dir string) { must(t, os.Remove(dbPath(dir))) },
+			want:    plan.DataCorrupt,
+			problem: "missing",
+		},
+		{
+			name:    "database file truncated",
+			damage:  func(t *testing.T, dir string) { must(t, os.Truncate(dbPath(dir), 1000)) },
+			want:    plan.DataCorrupt,
+			problem: "unreadable",
+		},
+		{
+			name: "database meta pages overwritten",
+			damage: func(t *testing.T, dir string) {
+				f, err := os.OpenFile(dbPath(dir), os.O_RDWR, 0)
+				must(t, err)
+				defer f.Close()
+				junk := []byte(strings.Repeat("\xde\xad\xbe\xef", 2048))
+				_, err = f.WriteAt(junk, 0) // both meta pages (4 KiB pages)
+				must(t, err)
+			},
+			want:    plan.DataCorrupt,
+			problem: "unreadable",
+		},
+		{
+			name:    "WAL deleted",
+			damage:  func(t *testing.T, dir string) { must(t, os.RemoveAll(walDir(dir))) },
+			want:    plan.DataCorrupt,
+			problem: "WAL",
+		},
+		{
+			name: "WAL overwritten with garbage",
+			damage: func(t *testing.T, dir string) {
+				files, err := filepath.Glob(filepath.Join(walDir(dir), "*.wal"))
+				must(t, err)
+				must(t, os.WriteFile(files[0], []byte(strings.Repeat("garbage!", 512)), 0o600))
+			},
+			want:    plan.DataCorrupt,
+			problem: "WAL",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			must(t, os.CopyFS(dir, os.DirFS(src)))
+			tc.damage(t, dir)
+			got := InspectData(lg, dir)
+			if got.State != tc.want {
+				t.Fatalf("state %v (%s), want %v", got.State, got.Problem, tc.want)
+			}
+			if !strings.Contains(got.Problem, tc.problem) {
+				t.Fatalf("problem %q does not mention %q", got.Problem, tc.problem)
+			}
+			if got.State == plan.DataValid {
+				if got.MemberID != memberID || got.ClusterID != clusterID || got.AppliedIndex == 0 {
+					t.Fatalf("got member %x cluster %x applied %d, want member %x cluster %x applied > 0",
+						got.MemberID, got.ClusterID, got.AppliedIndex, memberID, clusterID)
+				}
+			}
+		})
+	}
+}
+
+func TestMoveAsideKeepsBoundedCopies(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "data")
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var moved []string
+	for i := 0; i < 5; i++ {
+		must(t, os.MkdirAll(filepath.Join(dir, "member"), 0o700))
+		must(t, os.WriteFile(filepath.Join(dir, "member", "mark"), []byte(fmt.Sprint(i)), 0o600))
+		dst, err := moveAside(dir, "data is corrupt: db missing", 3, now.Add(time.Duration(i)*time.Second))
+		must(t, err)
+		moved = append(moved, dst)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("data dir still there: %v", err)
+	}
+	entries, err := os.ReadDir(parent)
+	must(t, err)
+	if len(entries) != 3 {
+		t.Fatalf("%d copies kept, want 3: %v", len(entries), entries)
+	}
+	// The newest three survive, with their content.
+	for i, dst := range moved[2:] {
+		b, err := os.ReadFile(filepath.Join(dst, "member", "mark"))
+		must(t, err)
+		if string(b) != fmt.Sprint(i+2) {
+			t.Fatalf("copy %s holds %q, want %d", dst, b, i+2)
+		}
+	}
+	if !strings.Contains(moved[0], "data-is-corrupt-db-missing") {
+		t.Fatalf("copy name %q does not carry the reason", moved[0])
+	}
+	// Nothing to move is not an error.
+	if dst, err := moveAside(dir, "x", 3, now); err != nil || dst != "" {
+		t.Fatalf("moveAside of a missing dir = %q, %v", dst, err)
+	}
+}
+
+func TestMarkers(t *testing.T) {
+	m := markers{dir: t.TempDir()}
+	if m.left(0x42) {
+		t.Fatal("left without a marker")
+	}
+	must(t, m.writeLeft(0x42, 0x99, time.Now()))
+	if !m.left(0x42) || m.left(0x43) {
+		t.Fatal("left marker must match the member ID only")
+	}
+	must(t, m.clearLeft())
+	if m.left(0x42) {
+		t.Fatal("left after clear")
+	}
+	must(t, m.writeRebuild(rebuildMarker{MemberID: "42", FromMembers: "fp", State: "started"}))
+	if got := m.rebuiltFrom(0x42); got != "" {
+		t.Fatalf("an unfinished rebuild counts as done: %q", got)
+	}
+	must(t, m.writeRebuild(rebuildMarker{MemberID: "42", FromMembers: "fp", State: "done"}))
+	if got := m.rebuiltFrom(0x42); got != "fp" {
+		t.Fatalf("rebuiltFrom = %q, want fp", got)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
