@@ -7,9 +7,12 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver"
 	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/plan"
+	"github.com/vetcd/vetcd/internal/topology"
 )
 
 // leave takes this surplus replica's member out of the cluster before the
@@ -30,6 +33,26 @@ func (r *Replica) leave(ctx context.Context, desired int) error {
 		return errors.New("etcd is not running")
 	}
 	s := e.Server
+	selfID := uint64(s.MemberID())
+	// Removal by anyone (this replica, the leader's controller) stops the
+	// server: that ends every step in flight, and counts as success.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.StopNotify():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := r.leaveSteps(ctx, s, desired)
+	if removed(s, selfID) {
+		return r.markLeft(s, selfID, desired, r.lg)
+	}
+	return err
+}
+
+func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desired int) error {
 	dir, err := directory(ctx, r.topo)
 	if err != nil {
 		return err
@@ -91,27 +114,25 @@ func (r *Replica) leave(ctx context.Context, desired int) error {
 
 	if !self.IsLearner {
 		target := s.CommittedIndex()
-		if err := r.waitApplied(ctx, clientURLs[heir.ID], target); err != nil {
+		if err := r.waitApplied(ctx, s, selfID, clientURLs[heir.ID], target); err != nil {
 			return fmt.Errorf("heir %s did not catch up to index %d: %w", heir.Name, target, err)
 		}
 	}
 
-	// Health of the other voters, for the quorum guard.
-	for i := range members {
-		m := &members[i]
-		if m.ID == selfID {
-			m.Healthy = true
-			continue
+	// The quorum guard, re-checked until it passes or time runs out: when
+	// every surplus replica leaves at once, one removal makes the next one
+	// safe, and a peer busy leaving may miss one status call.
+	for {
+		if removed(s, selfID) {
+			return nil
 		}
-		if url := clientURLs[m.ID]; url != "" && !m.Healthy {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			_, err := r.pool.Status(cctx, url)
-			cancel()
-			m.Healthy = err == nil
+		why := r.removalGuard(ctx, s, dir, selfID)
+		if why == "" {
+			break
 		}
-	}
-	if why := plan.CheckRemoval(members, selfID); why != "" {
-		return fmt.Errorf("not removing itself: %s", why)
+		if err := sleep(ctx, 300*time.Millisecond); err != nil {
+			return fmt.Errorf("not removing itself: %s", why)
+		}
 	}
 	cli, err := r.pool.Get(clientURLs[heir.ID])
 	if err != nil {
@@ -124,9 +145,26 @@ func (r *Replica) leave(ctx context.Context, desired int) error {
 		}
 		return err
 	})
-	if err != nil {
-		return err
+	return err
+}
+
+// removed reports whether this member is out of the cluster: removed by
+// itself, by the leader's controller, or stopped because it was removed.
+func removed(s *etcdserver.EtcdServer, selfID uint64) bool {
+	if s.Cluster().Member(types.ID(selfID)) == nil {
+		return true
 	}
+	select {
+	case <-s.StopNotify():
+		return true
+	default:
+		return false
+	}
+}
+
+// markLeft records that this member left, so its data never starts again
+// with the old identity.
+func (r *Replica) markLeft(s *etcdserver.EtcdServer, selfID uint64, desired int, lg *zap.Logger) error {
 	if err := r.markers.writeLeft(selfID, uint64(s.Cluster().ID()), time.Now().UTC()); err != nil {
 		return fmt.Errorf("write left marker: %w", err)
 	}
@@ -135,9 +173,29 @@ func (r *Replica) leave(ctx context.Context, desired int) error {
 	return nil
 }
 
-// waitApplied polls endpoint until its applied index reaches target.
-func (r *Replica) waitApplied(ctx context.Context, endpoint string, target uint64) error {
-	for {
+// removalGuard checks plan.CheckRemoval against the current member list
+// and each voter's health.
+func (r *Replica) removalGuard(ctx context.Context, s *etcdserver.EtcdServer, dir topology.Directory, selfID uint64) string {
+	var members []plan.Member
+	for _, m := range s.Cluster().Members() {
+		pm := fromMembership(m, dir)
+		if pm.ID == selfID {
+			pm.Healthy = true
+		} else if len(m.ClientURLs) > 0 {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := r.pool.Status(cctx, m.ClientURLs[0])
+			cancel()
+			pm.Healthy = err == nil
+		}
+		members = append(members, pm)
+	}
+	return plan.CheckRemoval(members, selfID)
+}
+
+// waitApplied polls endpoint until its applied index reaches target, or
+// this member is removed (nothing is left to hand over).
+func (r *Replica) waitApplied(ctx context.Context, s *etcdserver.EtcdServer, selfID uint64, endpoint string, target uint64) error {
+	for !removed(s, selfID) {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		st, err := r.pool.Status(cctx, endpoint)
 		cancel()
@@ -148,6 +206,7 @@ func (r *Replica) waitApplied(ctx context.Context, endpoint string, target uint6
 			return err
 		}
 	}
+	return nil
 }
 
 func findMember(ms []plan.Member, id uint64) (plan.Member, bool) {

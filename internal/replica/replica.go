@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/version"
@@ -150,13 +151,13 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 // loop and controller in the background. It returns once the endpoints
 // listen; use Ready to wait for etcd.
 func (r *Replica) Start(ctx context.Context) error {
-	agentLn, err := listen(r.cfg.AgentURL)
+	agentLn, err := listen(ctx, r.cfg.AgentURL)
 	if err != nil {
 		return fmt.Errorf("agent endpoint: %w", err)
 	}
 	r.agentSrv = agent.Serve(agentLn, r.serverTLS, r.agentState)
 	if r.cfg.MetricsURL != "" {
-		ln, err := listen(r.cfg.MetricsURL)
+		ln, err := listen(ctx, r.cfg.MetricsURL)
 		if err != nil {
 			_ = r.agentSrv.Shutdown(ctx)
 			return fmt.Errorf("metrics endpoint: %w", err)
@@ -177,12 +178,24 @@ func (r *Replica) Ready() <-chan struct{} { return r.ready }
 // ClientURL is the advertised client URL of this replica's member.
 func (r *Replica) ClientURL() string { return r.cfg.ClientURL }
 
-func listen(rawURL string) (net.Listener, error) {
+// listen binds rawURL's host:port. A port still held by this replica's
+// previous process (exiting as the new one starts) is retried for a while
+// rather than failing the start.
+func listen(ctx context.Context, rawURL string) (net.Listener, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	return net.Listen("tcp", u.Host)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", u.Host)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return ln, err
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // run is the replica's loop. It never exits on an error: every failure is
