@@ -56,11 +56,10 @@ type exit struct {
 
 // Supervisor runs the replicas of one local cluster.
 type Supervisor struct {
-	opts      Options
-	layout    Layout
-	settings  Settings
-	lg        *zap.Logger
-	clientTLS func() (*pki.Files, error)
+	opts     Options
+	layout   Layout
+	settings Settings
+	lg       *zap.Logger
 
 	procs     map[int]*proc
 	nextStart map[int]time.Time

@@ -168,7 +168,9 @@ func Next(o ClusterObservation) Action {
 		}
 	}
 	slices.SortFunc(learners, func(a, b Member) int { return cmp.Compare(a.Ordinal, b.Ordinal) })
-	for _, m := range learners {
+	// One learner at a time: the lowest ordinal first.
+	if len(learners) > 0 {
+		m := learners[0]
 		if !m.Healthy {
 			return idle(fp, "learner %s does not answer yet", m.Name)
 		}
