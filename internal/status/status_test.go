@@ -6,7 +6,9 @@ import (
 )
 
 func TestSettled(t *testing.T) {
-	row := func(name, role string, healthy bool) Row { return Row{Name: name, Role: role, Healthy: healthy, Error: "down"} }
+	row := func(name, role string, healthy bool) Row {
+		return Row{Name: name, Role: role, Healthy: healthy, Error: "down"}
+	}
 	tests := []struct {
 		name string
 		c    Cluster
