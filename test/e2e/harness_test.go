@@ -12,7 +12,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
+
 	"math/rand/v2"
 	"net"
 	"os"
@@ -472,4 +472,23 @@ func (w *writer) verify(cli *clientv3.Client) {
 	w.t.Logf("all %d acknowledged writes read back (%d failed attempts during faults)", len(acked), w.failures)
 }
 
-var _ = io.Discard
+// waitLeader waits until the named member leads.
+func (c *cluster) waitLeader(name string, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		leader := ""
+		for _, m := range c.status(len(c.endpoints(5))).Members {
+			if m.Role == "leader" {
+				leader = m.Name
+			}
+		}
+		if leader == name {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("leader is %q, not %s, after %s", leader, name, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
