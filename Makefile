@@ -1,4 +1,5 @@
 # vetcd — build and test. `make test` is what CI runs (through .ci/run).
+SHELL    := bash
 GO       ?= go
 BIN      := bin
 export GOTOOLCHAIN := local
@@ -32,7 +33,9 @@ unit:
 
 ## e2e: the built vetcd binary as separate processes, with real faults.
 e2e: build
-	VETCD_BIN=$(abspath $(BIN)/vetcd) $(GO) test -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+e2e_|\s+[a-z_]+\.go:[0-9]+:)' ; exit $${PIPESTATUS[0]}
+	@VETCD_BIN=$(abspath $(BIN)/vetcd) $(GO) test -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee e2e.log \
+	  | grep --line-buffered -E '^(--- |PASS|FAIL|ok|panic|\s+[a-z_]+_test\.go:[0-9]+:)'; \
+	  rc=$${PIPESTATUS[0]}; if [ $$rc -ne 0 ]; then echo "--- e2e failed; the last lines of e2e.log:"; tail -n 400 e2e.log; fi; exit $$rc
 
 tools: $(STATICCHECK)
 
