@@ -81,8 +81,22 @@ func (tablePrinter) Print(w io.Writer, c status.Cluster) error {
 	if !c.Linearizable {
 		note = " (no quorum: member list from one member's own view)"
 	}
-	_, err := fmt.Fprintf(w, "cluster %s: %d members, desired %s%s\n", c.ClusterID, len(c.Members), desired, note)
-	return err
+	if _, err := fmt.Fprintf(w, "cluster %s: %d members, desired %s%s\n", c.ClusterID, len(c.Members), desired, note); err != nil {
+		return err
+	}
+	if ctl := c.Controller; ctl != nil {
+		if ctl.LastAction != "" {
+			fmt.Fprintf(w, "last action: %s at %s (%s)\n", ctl.LastAction, ctl.LastAt.Format(time.RFC3339), ctl.LastReason)
+		}
+		for _, wt := range ctl.Watching {
+			fmt.Fprintf(w, "watching: %s: %s", wt.Member, wt.Reason)
+			if wt.For != "" {
+				fmt.Fprintf(w, " for %s", wt.For)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	return nil
 }
 
 // statusRows renders the rows; shared by formats that print text.
@@ -143,9 +157,9 @@ quorum it shows one member's own view and says so.`,
 				return err
 			}
 			var (
-				eps       []string
-				tlsConfig *tls.Config
-				desired   int
+				eps, agents []string
+				tlsConfig   *tls.Config
+				desired     int
 			)
 			if endpoints != "" {
 				if cmd.Flags().Changed("dir") {
@@ -170,6 +184,7 @@ quorum it shows one member's own view and says so.`,
 				desired = f.Desired
 				for _, r := range f.Replicas {
 					eps = append(eps, r.ClientURL)
+					agents = append(agents, r.AgentURL)
 				}
 				if tlsConfig, err = localClientTLS(l); err != nil {
 					return err
@@ -182,6 +197,7 @@ quorum it shows one member's own view and says so.`,
 				return err
 			}
 			c.Desired = desired
+			c.Controller = status.ControllerFrom(ctx, agents, tlsConfig)
 			return p.Print(cmd.OutOrStdout(), c)
 		},
 	}

@@ -36,6 +36,24 @@ type State struct {
 	// Mode and Reason are the replica's last decision.
 	Mode   string `json:"mode"`
 	Reason string `json:"reason,omitempty"`
+	// Controller is set on the leader: its last action and the members
+	// its health monitor watches.
+	Controller *ControllerState `json:"controller,omitempty"`
+}
+
+// ControllerState is the leader's controller as `vetcd status` shows it.
+type ControllerState struct {
+	LastAction string    `json:"lastAction,omitempty"`
+	LastReason string    `json:"lastReason,omitempty"`
+	LastAt     time.Time `json:"lastAt,omitzero"`
+	Watching   []Watch   `json:"watching,omitempty"`
+}
+
+// Watch is a member under watch and why.
+type Watch struct {
+	Member string `json:"member"`
+	Reason string `json:"reason"`
+	For    string `json:"for,omitempty"`
 }
 
 // ID is an etcd member or cluster ID, written in hex as etcd prints it.

@@ -1,7 +1,12 @@
 // Package cluster is the leader-only controller: every pass it observes the
-// members, asks plan.Next for one action, and carries it out. Only the
-// replica whose member leads acts; the others observe nothing and cost
-// nothing.
+// members (the health monitor), asks plan.Next for one action, and carries
+// it out. Only the replica whose member leads acts; the others observe
+// nothing and cost nothing.
+//
+// "What happens when a member dies" is decided in internal/plan
+// (recovery.go); this package keeps the clocks that feed it (how long a
+// member has been silent, how long a learner has not progressed) and makes
+// the calls.
 package cluster
 
 import (
@@ -13,6 +18,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/storage"
 	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/metrics"
@@ -29,20 +35,26 @@ type Topology interface {
 // Pool reaches members by client URL.
 type Pool interface {
 	Status(ctx context.Context, endpoint string) (Status, error)
-	Members(endpoint string) (MemberAPI, error)
+	Defragment(ctx context.Context, endpoint string) error
+	API(endpoint string) (API, error)
 }
 
 // Status is the part of a member's status the controller reads.
 type Status interface {
 	GetRaftAppliedIndex() uint64
+	GetDbSize() int64
+	GetDbSizeInUse() int64
 }
 
-// MemberAPI is the membership calls the controller makes, sent to the
-// local (leading) member.
-type MemberAPI interface {
+// API is the cluster calls the controller makes, sent to the local
+// (leading) member.
+type API interface {
 	MemberPromote(ctx context.Context, id uint64) error
 	MemberRemove(ctx context.Context, id uint64) error
 	MoveLeader(ctx context.Context, id uint64) error
+	Compact(ctx context.Context, rev int64) error
+	AlarmList(ctx context.Context) ([]plan.Alarm, error)
+	AlarmDisarm(ctx context.Context, memberID uint64, alarm string) error
 }
 
 // Options configures a Controller.
@@ -55,6 +67,8 @@ type Options struct {
 	Local func() *embed.Etcd
 	// PreferLeaderAfter: see plan.ClusterObservation. Default 10s.
 	PreferLeaderAfter time.Duration
+	// UnresponsiveAfter and LearnerStuckAfter are the recovery thresholds.
+	UnresponsiveAfter, LearnerStuckAfter time.Duration
 }
 
 // Controller runs the leader's reconcile loop. Run owns its goroutine;
@@ -64,11 +78,38 @@ type Controller struct {
 	lg   *zap.Logger
 	wg   sync.WaitGroup
 
-	mu           sync.Mutex
-	healthySince map[uint64]time.Time
+	mu       sync.Mutex
+	health   map[uint64]*memberClock
+	recovery *inflight
+	// compactedRev is the revision compacted to in this NOSPACE episode.
+	compactedRev int64
 	lastReason   string
 	last         plan.Action
 	lastAt       time.Time
+	watching     []Watch
+}
+
+// memberClock remembers, per member, the times plan needs as durations.
+type memberClock struct {
+	firstSeen     time.Time
+	healthySince  time.Time // zero while silent
+	lastHealthy   time.Time // zero if never
+	applied       uint64
+	progressSince time.Time // when applied last moved
+}
+
+type inflight struct {
+	ordinal  int
+	memberID uint64
+	reason   plan.Reason
+	at       time.Time
+}
+
+// Watch is a member the health monitor has its eye on.
+type Watch struct {
+	Member string        `json:"member"`
+	Reason string        `json:"reason"`
+	For    time.Duration `json:"for"`
 }
 
 // New returns a controller.
@@ -79,7 +120,7 @@ func New(opts Options) *Controller {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &Controller{opts: opts, lg: opts.Logger, healthySince: map[uint64]time.Time{}}
+	return &Controller{opts: opts, lg: opts.Logger, health: map[uint64]*memberClock{}}
 }
 
 // Run reconciles every interval until ctx ends. Errors are logged and the
@@ -113,11 +154,26 @@ func (c *Controller) safeReconcile(ctx context.Context) {
 	}
 }
 
-// LastAction returns the last action taken and when.
-func (c *Controller) LastAction() (plan.Action, time.Time) {
+// State is what the controller shows in `vetcd status`.
+type State struct {
+	LastAction string    `json:"lastAction,omitempty"`
+	LastReason string    `json:"lastReason,omitempty"`
+	LastAt     time.Time `json:"lastAt,omitzero"`
+	Watching   []Watch   `json:"watching,omitempty"`
+	// Blocked is the guard's reason when an action is needed but refused.
+	Blocked string `json:"blocked,omitempty"`
+}
+
+// State returns the last action and the members under watch.
+func (c *Controller) State() State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.last, c.lastAt
+	st := State{Watching: c.watching}
+	if !c.lastAt.IsZero() {
+		st.LastAction = fmt.Sprintf("%s %s", c.last.Kind, c.last.TargetName)
+		st.LastReason, st.LastAt = c.last.Reason, c.lastAt
+	}
+	return st
 }
 
 // Reconcile is one observe → plan → act pass. It returns the action it
@@ -125,10 +181,14 @@ func (c *Controller) LastAction() (plan.Action, time.Time) {
 func (c *Controller) Reconcile(ctx context.Context) (plan.Action, error) {
 	e := c.opts.Local()
 	if e == nil || e.Server.Leader() == 0 || e.Server.Leader() != e.Server.MemberID() {
-		c.forgetHealth()
+		c.forget()
 		return plan.Action{Kind: plan.None, Reason: "not the leader"}, nil
 	}
-	obs, err := c.observe(ctx, e)
+	api, err := c.localAPI(e)
+	if err != nil {
+		return plan.Action{}, err
+	}
+	obs, err := c.observe(ctx, e, api)
 	if err != nil {
 		return plan.Action{}, fmt.Errorf("observe: %w", err)
 	}
@@ -137,13 +197,26 @@ func (c *Controller) Reconcile(ctx context.Context) (plan.Action, error) {
 		c.noteIdle(a)
 		return a, nil
 	}
-	return a, c.act(ctx, e, a)
+	return a, c.act(ctx, e, api, a)
 }
 
-func (c *Controller) forgetHealth() {
+func (c *Controller) localAPI(e *embed.Etcd) (API, error) {
+	adv := e.Config().AdvertiseClientUrls
+	if len(adv) == 0 {
+		return nil, errors.New("local member advertises no client URL")
+	}
+	return c.opts.Pool.API(adv[0].String())
+}
+
+// forget drops the clocks when this member stops leading: a new leader
+// starts counting afresh, which only delays a recovery, never hastens it.
+func (c *Controller) forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	clear(c.healthySince)
+	clear(c.health)
+	c.recovery = nil
+	c.compactedRev = 0
+	c.watching = nil
 }
 
 func (c *Controller) noteIdle(a plan.Action) {
@@ -162,15 +235,25 @@ func (c *Controller) noteIdle(a plan.Action) {
 	c.lg.Debug("controller idle", zap.String("reason", a.Reason))
 }
 
-// observe reads the member list from the local (leading) member's own
-// state, and every member's status over the network.
-func (c *Controller) observe(ctx context.Context, e *embed.Etcd) (plan.ClusterObservation, error) {
+// observe is the health monitor: the member list from the local (leading)
+// member's own state, every member's status over the network, the alarms,
+// and the clocks kept across passes.
+func (c *Controller) observe(ctx context.Context, e *embed.Etcd, api API) (plan.ClusterObservation, error) {
 	s := e.Server
+	quota := e.Config().QuotaBackendBytes
+	if quota <= 0 {
+		quota = storage.DefaultQuotaBytes
+	}
 	o := plan.ClusterObservation{
 		LocalID:           uint64(s.MemberID()),
 		LeaderID:          uint64(s.Leader()),
 		PreferLeaderAfter: c.opts.PreferLeaderAfter,
 		CatchUpSlack:      100,
+		UnresponsiveAfter: c.opts.UnresponsiveAfter,
+		LearnerStuckAfter: c.opts.LearnerStuckAfter,
+		RecoveryTimeout:   max(2*c.opts.UnresponsiveAfter+c.opts.LearnerStuckAfter, 5*time.Minute),
+		Revision:          s.KV().Rev(),
+		QuotaBytes:        quota,
 	}
 	desired, err := c.opts.Topology.Desired(ctx)
 	if err != nil {
@@ -181,6 +264,13 @@ func (c *Controller) observe(ctx context.Context, e *embed.Etcd) (plan.ClusterOb
 	if err != nil {
 		return o, err
 	}
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	o.Alarms, err = api.AlarmList(actx)
+	cancel()
+	if err != nil {
+		return o, fmt.Errorf("alarm list: %w", err)
+	}
+
 	ms := s.Cluster().Members()
 	o.Members = make([]plan.Member, len(ms))
 	var wg sync.WaitGroup
@@ -193,78 +283,149 @@ func (c *Controller) observe(ctx context.Context, e *embed.Etcd) (plan.ClusterOb
 			IsLearner: m.IsLearner,
 			Started:   m.Name != "",
 		}
-		if pm.ID == o.LocalID {
-			pm.Healthy = true
-			pm.AppliedIndex = s.AppliedIndex()
-			o.Members[i] = pm
-			continue
-		}
 		if len(m.ClientURLs) == 0 {
 			o.Members[i] = pm
 			continue
 		}
 		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			if st, err := c.opts.Pool.Status(cctx, m.ClientURLs[0]); err == nil {
 				pm.Healthy = true
 				pm.AppliedIndex = st.GetRaftAppliedIndex()
+				pm.DBSize, pm.DBSizeInUse = st.GetDbSize(), st.GetDbSizeInUse()
 			}
 			o.Members[i] = pm
 		})
 	}
 	wg.Wait()
-
-	now := time.Now()
-	c.mu.Lock()
-	seen := map[uint64]bool{}
 	for i := range o.Members {
-		m := &o.Members[i]
-		seen[m.ID] = true
-		if !m.Healthy {
-			delete(c.healthySince, m.ID)
-			continue
-		}
-		since, ok := c.healthySince[m.ID]
-		if !ok {
-			since = now
-			c.healthySince[m.ID] = now
-		}
-		m.HealthyFor = now.Sub(since)
-	}
-	for id := range c.healthySince {
-		if !seen[id] {
-			delete(c.healthySince, id)
+		if o.Members[i].ID == o.LocalID {
+			// The leader answers by definition; its own index is exact.
+			o.Members[i].Healthy = true
+			o.Members[i].AppliedIndex = s.AppliedIndex()
 		}
 	}
-	c.mu.Unlock()
+	c.tick(&o, time.Now())
 	c.opts.Metrics.Members.WithLabelValues("voter").Set(float64(len(plan.Voters(o.Members))))
 	c.opts.Metrics.Members.WithLabelValues("learner").Set(float64(len(o.Members) - len(plan.Voters(o.Members))))
 	return o, nil
 }
 
+// tick advances the per-member clocks and fills the durations plan reads.
+func (c *Controller) tick(o *plan.ClusterObservation, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var leaderApplied uint64
+	for _, m := range o.Members {
+		if m.ID == o.LeaderID {
+			leaderApplied = m.AppliedIndex
+		}
+	}
+	seen := map[uint64]bool{}
+	var watching []Watch
+	for i := range o.Members {
+		m := &o.Members[i]
+		seen[m.ID] = true
+		clk, ok := c.health[m.ID]
+		if !ok {
+			clk = &memberClock{firstSeen: now, progressSince: now}
+			c.health[m.ID] = clk
+		}
+		if m.Healthy {
+			if clk.healthySince.IsZero() {
+				clk.healthySince = now
+			}
+			clk.lastHealthy = now
+			m.HealthyFor = now.Sub(clk.healthySince)
+		} else {
+			clk.healthySince = time.Time{}
+			silentSince := clk.lastHealthy
+			if silentSince.IsZero() {
+				silentSince = clk.firstSeen
+			}
+			m.UnhealthyFor = now.Sub(silentSince)
+			watching = append(watching, Watch{Member: memberName(*m), Reason: "not answering", For: m.UnhealthyFor.Round(time.Second)})
+		}
+		if m.AppliedIndex > clk.applied || m.AppliedIndex+o.CatchUpSlack >= leaderApplied && m.Healthy {
+			clk.applied = max(clk.applied, m.AppliedIndex)
+			clk.progressSince = now
+		}
+		if m.IsLearner {
+			m.StalledFor = now.Sub(clk.progressSince)
+			if m.StalledFor >= time.Second {
+				watching = append(watching, Watch{Member: memberName(*m), Reason: "learner not progressing", For: m.StalledFor.Round(time.Second)})
+			}
+		}
+	}
+	for id := range c.health {
+		if !seen[id] {
+			delete(c.health, id)
+		}
+	}
+	for _, a := range o.Alarms {
+		watching = append(watching, Watch{Member: fmt.Sprintf("%x", a.MemberID), Reason: a.Name + " alarm"})
+	}
+	c.watching = watching
+
+	if r := c.recovery; r != nil {
+		pr := plan.Recovery{Ordinal: r.ordinal, MemberID: r.memberID, Reason: r.reason, For: now.Sub(r.at)}
+		if plan.RecoveryDone(pr, *o) {
+			c.lg.Info("recovery finished", zap.Int("ordinal", r.ordinal), zap.String("reason", string(r.reason)), zap.Duration("took", pr.For))
+			c.recovery = nil
+		} else {
+			o.Recovery = &pr
+		}
+	}
+	nospace := false
+	for _, a := range o.Alarms {
+		nospace = nospace || a.Name == plan.AlarmNoSpace
+	}
+	if !nospace {
+		c.compactedRev = 0
+	}
+	o.NoSpaceCompacted = c.compactedRev != 0
+}
+
+func memberName(m plan.Member) string {
+	if m.Name != "" {
+		return m.Name
+	}
+	return fmt.Sprintf("%x", m.ID)
+}
+
 // act carries out one action, if the member list is still the one it was
 // decided on.
-func (c *Controller) act(ctx context.Context, e *embed.Etcd, a plan.Action) error {
+func (c *Controller) act(ctx context.Context, e *embed.Etcd, api API, a plan.Action) error {
 	var now []plan.Member
+	clientURL := ""
+	ordinal := plan.NoOrdinal
 	for _, m := range e.Server.Cluster().Members() {
 		now = append(now, plan.Member{ID: uint64(m.ID), IsLearner: m.IsLearner})
+		if uint64(m.ID) == a.Target && len(m.ClientURLs) > 0 {
+			clientURL = m.ClientURLs[0]
+		}
 	}
 	if fp := plan.Fingerprint(now); fp != a.Fingerprint {
 		return nil // the list moved under us: observe again next pass
 	}
-	adv := e.Config().AdvertiseClientUrls
-	if len(adv) == 0 {
-		return errors.New("local member advertises no client URL")
-	}
-	api, err := c.opts.Pool.Members(adv[0].String())
-	if err != nil {
-		return err
+	if a.Kind == plan.Remove {
+		if dir, err := topology.LookupAll(ctx, c.opts.Topology); err == nil {
+			for _, m := range e.Server.Cluster().Members() {
+				if uint64(m.ID) == a.Target {
+					ordinal = dir.Ordinal(m.PeerURLs)
+				}
+			}
+		}
 	}
 	lg := c.lg.With(zap.Stringer("action", a.Kind), zap.String("target", a.TargetName),
 		zap.String("member-id", fmt.Sprintf("%x", a.Target)), zap.String("reason", a.Reason))
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if a.Recovery != "" {
+		lg = lg.With(zap.String("recovery", string(a.Recovery)))
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	var err error
 	switch a.Kind {
 	case plan.Promote:
 		err = api.MemberPromote(cctx, a.Target)
@@ -275,15 +436,38 @@ func (c *Controller) act(ctx context.Context, e *embed.Etcd, a plan.Action) erro
 		}
 	case plan.MoveLeader:
 		err = api.MoveLeader(cctx, a.Target)
+	case plan.Compact:
+		err = api.Compact(cctx, a.Revision)
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			err = nil
+		}
+		if err == nil {
+			c.mu.Lock()
+			c.compactedRev = a.Revision
+			c.mu.Unlock()
+		}
+	case plan.Defrag:
+		if clientURL == "" {
+			return fmt.Errorf("defrag %s: no client URL", a.TargetName)
+		}
+		err = c.opts.Pool.Defragment(cctx, clientURL)
+	case plan.Disarm:
+		err = api.AlarmDisarm(cctx, a.Target, a.Alarm)
 	default:
 		return fmt.Errorf("unknown action %v", a.Kind)
 	}
 	switch {
 	case err == nil:
 		c.opts.Metrics.Actions.WithLabelValues(a.Kind.String(), "ok").Inc()
+		if a.Recovery != "" {
+			c.opts.Metrics.Recoveries.WithLabelValues(string(a.Recovery)).Inc()
+		}
 		lg.Info("controller action done")
 		c.mu.Lock()
 		c.last, c.lastAt, c.lastReason = a, time.Now(), ""
+		if a.Kind == plan.Remove && a.Recovery != "" {
+			c.recovery = &inflight{ordinal: ordinal, memberID: a.Target, reason: a.Recovery, at: time.Now()}
+		}
 		c.mu.Unlock()
 		return nil
 	case errors.Is(err, rpctypes.ErrMemberLearnerNotReady), errors.Is(err, rpctypes.ErrUnhealthy), errors.Is(err, rpctypes.ErrTooManyLearners):

@@ -1,24 +1,35 @@
 package etcdclient
 
-import "context"
+import (
+	"context"
+	"fmt"
 
-// MemberAPI adapts a client's membership calls to plain errors.
-type MemberAPI struct {
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vetcd/vetcd/internal/plan"
+)
+
+// API is the cluster calls the leader's controller makes, sent to one
+// endpoint, with plain errors.
+type API struct {
 	p        *Pool
 	endpoint string
 }
 
-// Members returns the membership calls sent to endpoint.
-func (p *Pool) Members(endpoint string) (MemberAPI, error) {
+// API returns the cluster calls sent to endpoint.
+func (p *Pool) API(endpoint string) (API, error) {
 	if _, err := p.Get(endpoint); err != nil {
-		return MemberAPI{}, err
+		return API{}, err
 	}
-	return MemberAPI{p: p, endpoint: endpoint}, nil
+	return API{p: p, endpoint: endpoint}, nil
 }
 
+func (a API) client() (*clientv3.Client, error) { return a.p.Get(a.endpoint) }
+
 // MemberPromote promotes a learner.
-func (m MemberAPI) MemberPromote(ctx context.Context, id uint64) error {
-	c, err := m.p.Get(m.endpoint)
+func (a API) MemberPromote(ctx context.Context, id uint64) error {
+	c, err := a.client()
 	if err != nil {
 		return err
 	}
@@ -27,8 +38,8 @@ func (m MemberAPI) MemberPromote(ctx context.Context, id uint64) error {
 }
 
 // MemberRemove removes a member.
-func (m MemberAPI) MemberRemove(ctx context.Context, id uint64) error {
-	c, err := m.p.Get(m.endpoint)
+func (a API) MemberRemove(ctx context.Context, id uint64) error {
+	c, err := a.client()
 	if err != nil {
 		return err
 	}
@@ -36,12 +47,67 @@ func (m MemberAPI) MemberRemove(ctx context.Context, id uint64) error {
 	return err
 }
 
-// MoveLeader hands leadership to id; endpoint must be the leader.
-func (m MemberAPI) MoveLeader(ctx context.Context, id uint64) error {
-	c, err := m.p.Get(m.endpoint)
+// MoveLeader hands leadership to id; the endpoint must be the leader.
+func (a API) MoveLeader(ctx context.Context, id uint64) error {
+	c, err := a.client()
 	if err != nil {
 		return err
 	}
 	_, err = c.MoveLeader(ctx, id)
 	return err
+}
+
+// Compact compacts the keyspace to rev and waits until the compaction is
+// applied, so that a following defragmentation gives the space back.
+func (a API) Compact(ctx context.Context, rev int64) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	_, err = c.Compact(ctx, rev, clientv3.WithCompactPhysical())
+	return err
+}
+
+// AlarmList lists the raised alarms.
+func (a API) AlarmList(ctx context.Context) ([]plan.Alarm, error) {
+	c, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.AlarmList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]plan.Alarm, 0, len(resp.Alarms))
+	for _, al := range resp.Alarms {
+		out = append(out, plan.Alarm{MemberID: al.MemberID, Name: al.Alarm.String()})
+	}
+	return out, nil
+}
+
+// AlarmDisarm disarms one alarm of one member.
+func (a API) AlarmDisarm(ctx context.Context, memberID uint64, alarm string) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	typ, ok := pb.AlarmType_value[alarm]
+	if !ok {
+		return fmt.Errorf("unknown alarm %q", alarm)
+	}
+	_, err = c.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: memberID, Alarm: pb.AlarmType(typ)})
+	return err
+}
+
+// Defragment defragments the member at endpoint, over the pooled
+// connection.
+func (p *Pool) Defragment(ctx context.Context, endpoint string) error {
+	c, err := p.Get(endpoint)
+	if err != nil {
+		return err
+	}
+	if _, err := pb.NewMaintenanceClient(c.ActiveConnection()).Defragment(ctx, &pb.DefragmentRequest{}); err != nil {
+		return fmt.Errorf("defragment %s: %w", endpoint, err)
+	}
+	return nil
 }

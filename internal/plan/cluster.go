@@ -20,6 +20,12 @@ const (
 	Remove
 	// MoveLeader hands leadership to Target.
 	MoveLeader
+	// Compact compacts the keyspace to Revision (NOSPACE recovery).
+	Compact
+	// Defrag defragments Target's backend (NOSPACE recovery).
+	Defrag
+	// Disarm disarms Alarm of member Target.
+	Disarm
 )
 
 func (k ActionKind) String() string {
@@ -32,6 +38,12 @@ func (k ActionKind) String() string {
 		return "remove"
 	case MoveLeader:
 		return "move-leader"
+	case Compact:
+		return "compact"
+	case Defrag:
+		return "defrag"
+	case Disarm:
+		return "disarm"
 	}
 	return fmt.Sprintf("ActionKind(%d)", int(k))
 }
@@ -49,6 +61,12 @@ type Action struct {
 	// Fingerprint is the member list the action was decided on. The actor
 	// re-reads the list and refuses to act if it changed.
 	Fingerprint string
+	// Recovery is set when the action recovers from a failure.
+	Recovery Reason
+	// Alarm is the alarm to disarm (Disarm).
+	Alarm string
+	// Revision is the revision to compact to (Compact).
+	Revision int64
 }
 
 // ClusterObservation is what the leader's controller decides on.
@@ -64,6 +82,24 @@ type ClusterObservation struct {
 	// CatchUpSlack is how many entries behind the leader a member may be
 	// and still count as caught up.
 	CatchUpSlack uint64
+
+	// Alarms are the raised alarms, of members and of IDs no longer in
+	// the member list.
+	Alarms []Alarm
+	// UnresponsiveAfter and LearnerStuckAfter are the recovery thresholds
+	// (0 turns the rule off).
+	UnresponsiveAfter, LearnerStuckAfter time.Duration
+	// Recovery is the member replacement in flight, if any.
+	Recovery *Recovery
+	// RecoveryTimeout is how long an unfinished recovery blocks others.
+	RecoveryTimeout time.Duration
+	// Revision is the leader's current revision.
+	Revision int64
+	// NoSpaceCompacted says the controller already compacted to Revision
+	// in this NOSPACE episode.
+	NoSpaceCompacted bool
+	// QuotaBytes is the backend quota (--quota-backend-bytes).
+	QuotaBytes int64
 }
 
 func act(k ActionKind, m Member, fp, format string, args ...any) Action {
@@ -82,16 +118,21 @@ func surplus(m Member, desired int) bool { return m.Ordinal != NoOrdinal && m.Or
 
 // Next decides the controller's one action for this pass. In order:
 //
-//  1. Only the leader acts.
-//  2. Surplus learners are removed first (highest ordinal first).
-//  3. Surplus voters are removed, followers before the leader, dead before
+//  1. Only the leader acts, and nothing is done without a quorum of
+//     healthy voters.
+//  2. Alarms: CORRUPT and NOSPACE stop writes, so they come first (see
+//     alarmAction).
+//  3. Surplus learners are removed (highest ordinal first).
+//  4. Surplus voters are removed, followers before the leader, dead before
 //     live, highest ordinal first. Before the removal that leaves the
 //     fewest voters, or whenever the leader itself is surplus, leadership
 //     moves to the lowest-ordinal surviving voter, so the survivor holds
 //     every committed entry. Each removal passes CheckRemoval.
-//  4. Desired learners that have caught up are promoted, lowest ordinal
+//  5. Failing members are replaced, one recovery at a time (see
+//     failingAction).
+//  6. Desired learners that have caught up are promoted, lowest ordinal
 //     first.
-//  5. Leadership moves to the lowest-ordinal voter once it has been healthy
+//  7. Leadership moves to the lowest-ordinal voter once it has been healthy
 //     for PreferLeaderAfter and has caught up: then ordinal 0 holds every
 //     committed entry, and a sudden loss of the others never costs an
 //     acknowledged write in a rebuild.
@@ -105,6 +146,18 @@ func Next(o ClusterObservation) Action {
 	leader, ok := find(o.Members, o.LeaderID)
 	if !ok {
 		return idle(fp, "leader %x not in the member list", o.LeaderID)
+	}
+	voters, healthy := Voters(o.Members), 0
+	for _, v := range voters {
+		if v.Healthy {
+			healthy++
+		}
+	}
+	if healthy < Quorum(len(voters)) {
+		return blocked(fp, "only %d of %d voters answer, below quorum %d: no membership change without quorum", healthy, len(voters), Quorum(len(voters)))
+	}
+	if a, ok := alarmAction(o, leader, fp); ok {
+		return a
 	}
 
 	// 2. Surplus learners.
@@ -126,7 +179,7 @@ func Next(o ClusterObservation) Action {
 
 	// 3. Surplus voters.
 	if len(surplusVoters) > 0 {
-		heir, hasHeir := lowestSurvivor(o)
+		heir, hasHeir := lowestSurvivor(o, 0)
 		leaderSurplus := surplus(leader, o.Desired)
 		lastStep := len(surplusVoters) == 1
 		if (leaderSurplus || lastStep) && hasHeir && heir.ID != leader.ID {
@@ -150,6 +203,10 @@ func Next(o ClusterObservation) Action {
 			return blocked(fp, "scale-down of %s refused: %s", m.Name, why)
 		}
 		return act(Remove, m, fp, "voter %s (ordinal %d) is surplus: desired %d", m.Name, m.Ordinal, o.Desired)
+	}
+
+	if a, ok := failingAction(o, fp); ok {
+		return a
 	}
 
 	// A join in flight (a desired member added but not started) is a
@@ -182,7 +239,7 @@ func Next(o ClusterObservation) Action {
 
 	// 5. Leadership preference.
 	if o.PreferLeaderAfter > 0 {
-		if heir, ok := lowestSurvivor(o); ok && heir.ID != leader.ID &&
+		if heir, ok := lowestSurvivor(o, 0); ok && heir.ID != leader.ID &&
 			heir.HealthyFor >= o.PreferLeaderAfter && caughtUp(heir, leader, o.CatchUpSlack) {
 			return act(MoveLeader, heir, fp, "prefer the lowest ordinal %d as leader", heir.Ordinal)
 		}
@@ -191,12 +248,12 @@ func Next(o ClusterObservation) Action {
 }
 
 // lowestSurvivor is the healthy, started, desired voter with the lowest
-// ordinal.
-func lowestSurvivor(o ClusterObservation) (Member, bool) {
+// ordinal, other than exclude.
+func lowestSurvivor(o ClusterObservation, exclude uint64) (Member, bool) {
 	var best Member
 	found := false
 	for _, m := range o.Members {
-		if m.IsLearner || !m.Healthy || !m.Started || m.Ordinal == NoOrdinal || m.Ordinal >= o.Desired {
+		if m.ID == exclude || m.IsLearner || !m.Healthy || !m.Started || m.Ordinal == NoOrdinal || m.Ordinal >= o.Desired {
 			continue
 		}
 		if !found || m.Ordinal < best.Ordinal {

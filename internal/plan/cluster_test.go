@@ -248,6 +248,12 @@ func TestNextNeverBreaksQuorum(t *testing.T) {
 				m.AppliedIndex = 0
 			}
 			m.HealthyFor = time.Duration(rng.IntN(30)) * time.Second
+			if !m.Healthy {
+				m.UnhealthyFor = time.Duration(rng.IntN(300)) * time.Second
+			}
+			if m.IsLearner {
+				m.StalledFor = time.Duration(rng.IntN(600)) * time.Second
+			}
 			if leader < 0 && !m.IsLearner && m.Healthy {
 				leader = ord
 			}
@@ -258,8 +264,19 @@ func TestNextNeverBreaksQuorum(t *testing.T) {
 		}
 		o := obs(leader, rng.IntN(n+2), ms...)
 		o.PreferLeaderAfter = 10 * time.Second
+		o.UnresponsiveAfter, o.LearnerStuckAfter, o.RecoveryTimeout = 2*time.Minute, 5*time.Minute, 10*time.Minute
+		for j := rng.IntN(3); j > 0; j-- {
+			id := uint64(0x10 + rng.IntN(n+1)) // sometimes an ID no longer in the list
+			o.Alarms = append(o.Alarms, Alarm{MemberID: id, Name: []string{AlarmCorrupt, AlarmNoSpace}[rng.IntN(2)]})
+		}
 		a := Next(o)
-		if a.Kind == None {
+		if a.Kind == None || a.Kind == Compact {
+			continue
+		}
+		if a.Kind == Disarm {
+			if _, in := find(ms, a.Target); in && a.Alarm == AlarmCorrupt {
+				t.Fatalf("CORRUPT disarmed while member %x is still in the cluster: %+v", a.Target, o)
+			}
 			continue
 		}
 		target, ok := find(ms, a.Target)
@@ -274,7 +291,7 @@ func TestNextNeverBreaksQuorum(t *testing.T) {
 			if why := CheckRemoval(ms, a.Target); why != "" {
 				t.Fatalf("Remove %x breaks quorum (%s): %+v", a.Target, why, o)
 			}
-		case MoveLeader, Promote:
+		case MoveLeader, Promote, Defrag:
 			if !target.Healthy {
 				t.Fatalf("%v to unhealthy member %x: %+v", a.Kind, a.Target, o)
 			}

@@ -39,8 +39,14 @@ type Member struct {
 	HealthyFor time.Duration
 	// AppliedIndex is its raft applied index when Healthy.
 	AppliedIndex uint64
-	// Alarms are the alarm names raised for this member ("NOSPACE", "CORRUPT").
-	Alarms []string
+	// UnhealthyFor is how long it has not answered (0 while it answers).
+	UnhealthyFor time.Duration
+	// StalledFor is, for a learner, how long its applied index has not
+	// moved while it is behind the leader (or, unstarted, since it was
+	// first seen).
+	StalledFor time.Duration
+	// DBSize and DBSizeInUse are its backend's size and live part, in bytes.
+	DBSize, DBSizeInUse int64
 }
 
 // Voters returns the members that vote (not learners).

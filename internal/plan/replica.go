@@ -105,7 +105,16 @@ type Local struct {
 	// RebuiltFrom is the Fingerprint of the member list this member was
 	// already force-rebuilt from ("" if never): a rebuild happens once.
 	RebuiltFrom string
+	// StartFailures counts consecutive failed starts of etcd on this data,
+	// and StartError is the last one's error (e.g. etcd's initial
+	// corruption check finding the data inconsistent with its peers).
+	StartFailures int
+	StartError    string
 }
+
+// MaxStartFailures is how many consecutive failed starts on the same data
+// make a replica treat that data as corrupt.
+const MaxStartFailures = 3
 
 // Peer is what another replica's agent endpoint reported.
 type Peer struct {
@@ -191,6 +200,9 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 				}
 				return decide(Rejoin, "member %x was removed from the cluster", o.Local.MemberID)
 			}
+		}
+		if !o.Local.Running && o.Local.StartFailures >= MaxStartFailures && c.Reachable && !surplus {
+			return decide(Rejoin, "etcd failed to start on this data %d times (%s)", o.Local.StartFailures, o.Local.StartError)
 		}
 		if !o.Local.Running {
 			return decide(Restart, "valid data of member %x", o.Local.MemberID)

@@ -128,6 +128,17 @@ func TestReplicaNext(t *testing.T) {
 			o:    ReplicaObservation{Ordinal: 1, Desired: 3, Local: running(1, three...)},
 			want: Keep,
 		},
+		{
+			name:   "etcd refuses to start on this data again and again: rejoin",
+			o:      ReplicaObservation{Ordinal: 1, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x11, StartFailures: 3, StartError: "found data inconsistency with peers"}, Cluster: reachable(three...)},
+			want:   Rejoin,
+			reason: "inconsistency",
+		},
+		{
+			name: "failed starts without a live cluster: keep trying, keep the data",
+			o:    ReplicaObservation{Ordinal: 1, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x11, StartFailures: 9}},
+			want: Restart,
+		},
 		// Left and corrupt.
 		{
 			name: "left on scale-down and desired again: rejoin",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/pkg/v3/featuregate"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/vetcd/vetcd/internal/config"
@@ -38,6 +39,14 @@ func etcdConfig(cfg config.Config, spec startSpec) (*embed.Config, error) {
 	ec.SnapshotCount = cfg.EffectiveSnapshotCount()
 	ec.StrictReconfigCheck = true
 	ec.ListenMetricsUrls = nil
+	// etcd's own corruption detection, all three: a member checks its
+	// hash against its peers before serving, the leader compares every
+	// member's hash periodically and after each compaction. A mismatch
+	// raises the CORRUPT alarm, which the controller acts on.
+	if err := ec.ServerFeatureGate.(featuregate.MutableFeatureGate).Set("InitialCorruptCheck=true,CompactHashCheck=true"); err != nil {
+		return nil, fmt.Errorf("etcd feature gates: %w", err)
+	}
+	ec.CorruptCheckTime = 5 * time.Minute
 	if err := config.ApplyExtraArgs(ec, cfg.ExtraArgs); err != nil {
 		return nil, err
 	}

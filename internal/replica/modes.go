@@ -25,6 +25,14 @@ import (
 // peers return, and must keep running meanwhile.
 func (r *Replica) restart(ctx context.Context) error {
 	e, err := r.startEtcd(ctx, startSpec{})
+	r.mu.Lock()
+	if err != nil {
+		r.startFailures++
+		r.startError = err.Error()
+	} else {
+		r.startFailures, r.startError = 0, ""
+	}
+	r.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
@@ -69,6 +77,10 @@ func (r *Replica) rejoin(ctx context.Context, c plan.Cluster, reason string) err
 	if err := r.markers.clearLeft(); err != nil {
 		return fmt.Errorf("rejoin: %w", err)
 	}
+	r.mu.Lock()
+	r.startFailures, r.startError = 0, ""
+	r.mu.Unlock()
+	r.metrics.Recoveries.WithLabelValues("rejoin").Inc()
 	return r.join(ctx, c)
 }
 

@@ -125,13 +125,16 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 	}
 	r.mu.Lock()
 	r.disk = info
+	failures, lastErr := r.startFailures, r.startError
 	r.mu.Unlock()
 	return plan.Local{
-		Data:         info.State,
-		DataProblem:  info.Problem,
-		ClusterID:    info.ClusterID,
-		MemberID:     info.MemberID,
-		AppliedIndex: info.AppliedIndex,
+		Data:          info.State,
+		DataProblem:   info.Problem,
+		ClusterID:     info.ClusterID,
+		MemberID:      info.MemberID,
+		AppliedIndex:  info.AppliedIndex,
+		StartFailures: failures,
+		StartError:    lastErr,
 	}
 }
 

@@ -16,6 +16,6 @@ func (p controllerPool) Status(ctx context.Context, endpoint string) (cluster.St
 	return p.Pool.Status(ctx, endpoint)
 }
 
-func (p controllerPool) Members(endpoint string) (cluster.MemberAPI, error) {
-	return p.Pool.Members(endpoint)
+func (p controllerPool) API(endpoint string) (cluster.API, error) {
+	return p.Pool.API(endpoint)
 }

@@ -75,6 +75,8 @@ type Replica struct {
 	mu              sync.Mutex
 	etcd            *embed.Etcd
 	disk            DataInfo // last inspection while etcd was down
+	startFailures   int      // consecutive failed restarts on the same data
+	startError      string
 	leaderlessSince time.Time
 	last            plan.ReplicaDecision
 }
@@ -143,6 +145,9 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 		Topology: topo,
 		Pool:     controllerPool{r.pool},
 		Local:    r.localMember,
+
+		UnresponsiveAfter: cfg.Recovery.UnresponsiveAfter,
+		LearnerStuckAfter: cfg.Recovery.LearnerStuckAfter,
 	})
 	return r, nil
 }
@@ -425,6 +430,17 @@ func (r *Replica) agentState() agent.State {
 		st.MemberID = agent.ID(e.Server.MemberID())
 		st.AppliedIndex = e.Server.AppliedIndex()
 		st.Leader = agent.ID(e.Server.Leader())
+		if st.Leader != 0 && st.Leader == st.MemberID {
+			cs := r.controller.State()
+			st.Controller = &agent.ControllerState{LastAction: cs.LastAction, LastReason: cs.LastReason, LastAt: cs.LastAt}
+			for _, w := range cs.Watching {
+				var d string
+				if w.For > 0 {
+					d = w.For.String()
+				}
+				st.Controller.Watching = append(st.Controller.Watching, agent.Watch{Member: w.Member, Reason: w.Reason, For: d})
+			}
+		}
 		return st
 	}
 	st.Data = r.disk.State.String()

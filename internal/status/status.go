@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/vetcd/vetcd/internal/agent"
 	"github.com/vetcd/vetcd/internal/etcdclient"
 )
 
@@ -44,6 +45,25 @@ type Cluster struct {
 	// Linearizable is false when no member could confirm the member list
 	// with quorum, and the list is one member's own (possibly stale) view.
 	Linearizable bool `json:"linearizable"`
+	// Controller is the leader's controller: last action, members under
+	// watch. Only known when the agents can be reached (--dir).
+	Controller *agent.ControllerState `json:"controller,omitempty"`
+}
+
+// ControllerFrom asks the replicas' agents for the leader's controller
+// state; nil when none answers as leader.
+func ControllerFrom(ctx context.Context, agentURLs []string, tlsConfig *tls.Config) *agent.ControllerState {
+	cli := agent.NewClient(tlsConfig)
+	defer cli.CloseIdle()
+	for _, u := range agentURLs {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := cli.Fetch(cctx, u)
+		cancel()
+		if err == nil && st.Controller != nil {
+			return st.Controller
+		}
+	}
+	return nil
 }
 
 // Settled reports whether the cluster has exactly n members, all healthy
@@ -147,7 +167,7 @@ func Get(ctx context.Context, endpoints []string, tlsConfig *tls.Config) (Cluste
 			defer cancel()
 			st, err := pool.Status(cctx, row.ClientURL)
 			if err != nil {
-				row.Error = err.Error()
+				row.Error = shortError(err)
 				c.Members[i] = row
 				return
 			}
@@ -158,6 +178,21 @@ func Get(ctx context.Context, endpoints []string, tlsConfig *tls.Config) (Cluste
 	wg.Wait()
 	slices.SortFunc(c.Members, func(a, b Row) int { return cmp.Compare(a.Name, b.Name) })
 	return c, nil
+}
+
+// shortError says in a few words why a member did not answer.
+func shortError(err error) string {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "DeadlineExceeded"):
+		return "no answer (timeout)"
+	case strings.Contains(msg, "connection refused"):
+		return "connection refused"
+	}
+	if len(msg) > 60 {
+		msg = msg[:57] + "..."
+	}
+	return msg
 }
 
 func fill(row *Row, st *pb.StatusResponse, id uint64) {
