@@ -110,6 +110,9 @@ type Local struct {
 	// corruption check finding the data inconsistent with its peers).
 	StartFailures int
 	StartError    string
+	// DataLocked means etcd cannot be started on this data in this
+	// process any more: a failed start left its WAL locked.
+	DataLocked bool
 }
 
 // MaxStartFailures is how many consecutive failed starts on the same data
@@ -201,8 +204,13 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 				return decide(Rejoin, "member %x was removed from the cluster", o.Local.MemberID)
 			}
 		}
-		if !o.Local.Running && o.Local.StartFailures >= MaxStartFailures && c.Reachable && !surplus {
-			return decide(Rejoin, "etcd failed to start on this data %d times (%s)", o.Local.StartFailures, o.Local.StartError)
+		if !o.Local.Running && (o.Local.DataLocked || o.Local.StartFailures >= MaxStartFailures) {
+			switch {
+			case c.Reachable && !surplus:
+				return decide(Rejoin, "etcd failed to start on this data %d times (%s)", o.Local.StartFailures, o.Local.StartError)
+			case o.Local.DataLocked:
+				return decide(Wait, "etcd failed to start on this data (%s) and left it locked; waiting for a cluster with quorum to rejoin, keeping the data", o.Local.StartError)
+			}
 		}
 		if !o.Local.Running {
 			return decide(Restart, "valid data of member %x", o.Local.MemberID)

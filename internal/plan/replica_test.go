@@ -139,6 +139,18 @@ func TestReplicaNext(t *testing.T) {
 			o:    ReplicaObservation{Ordinal: 1, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x11, StartFailures: 9}},
 			want: Restart,
 		},
+		{
+			name:   "a failed start left the data locked: rejoin at once",
+			o:      ReplicaObservation{Ordinal: 1, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x11, StartFailures: 1, StartError: "found data inconsistency with peers", DataLocked: true}, Cluster: reachable(three...)},
+			want:   Rejoin,
+			reason: "inconsistency",
+		},
+		{
+			name:   "locked data and no live cluster: wait, never restart into etcd's fatal lock error",
+			o:      ReplicaObservation{Ordinal: 1, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x11, StartFailures: 1, DataLocked: true}},
+			want:   Wait,
+			reason: "locked",
+		},
 		// Left and corrupt.
 		{
 			name: "left on scale-down and desired again: rejoin",

@@ -14,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 	"go.uber.org/zap"
@@ -30,6 +31,11 @@ type DataInfo struct {
 	ClusterID    uint64
 	MemberID     uint64
 	AppliedIndex uint64
+	// WALLocked means a WAL file is locked by someone else. etcd leaks the
+	// WAL lock of a start that fails after opening it (its initial
+	// corruption check, for one): this process can then never start etcd
+	// on these files again.
+	WALLocked bool
 }
 
 func walDir(dataDir string) string    { return filepath.Join(dataDir, "member", "wal") }
@@ -63,6 +69,7 @@ func InspectData(lg *zap.Logger, dataDir string) DataInfo {
 		return corrupt("WAL unreadable: %v", err)
 	}
 	info := DataInfo{State: plan.DataValid, ClusterID: clusterID, MemberID: memberID}
+	info.WALLocked = walLocked(dataDir)
 
 	if _, err := os.Stat(dbPath(dataDir)); err != nil {
 		return corrupt("backend %s missing: %v", dbPath(dataDir), err)
@@ -103,6 +110,23 @@ func readWALMetadata(lg *zap.Logger, dataDir string, from *walpb.Snapshot) (memb
 		return 0, 0, errors.New("WAL metadata has no member or cluster ID")
 	}
 	return m.GetNodeID(), m.GetClusterID(), nil
+}
+
+// walLocked reports whether any WAL file is locked by another open file,
+// in this process or another. It asks with etcd's own locking (open file
+// description locks on Linux), which flock would not see.
+func walLocked(dataDir string) bool {
+	files, _ := filepath.Glob(filepath.Join(walDir(dataDir), "*.wal"))
+	for _, name := range files {
+		l, err := fileutil.TryLockFile(name, os.O_RDWR, fileutil.PrivateFileMode)
+		if errors.Is(err, fileutil.ErrLocked) {
+			return true
+		}
+		if err == nil {
+			l.Close() // releases our own lock
+		}
+	}
+	return false
 }
 
 // readConsistentIndex opens the bbolt file read-only and reads etcd's

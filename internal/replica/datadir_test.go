@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap/zaptest"
 
@@ -197,5 +198,26 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWALLockedSeesEtcdsLock: a WAL file locked the way etcd locks it is
+// reported, and an unlocked one is not.
+func TestWALLockedSeesEtcdsLock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	realDataDir(t, dir)
+	if walLocked(dir) {
+		t.Fatal("a closed member's WAL reported locked")
+	}
+	files, err := filepath.Glob(filepath.Join(walDir(dir), "*.wal"))
+	must(t, err)
+	l, err := fileutil.LockFile(files[len(files)-1], os.O_RDWR, fileutil.PrivateFileMode)
+	must(t, err)
+	defer l.Close()
+	if !walLocked(dir) {
+		t.Fatal("a WAL locked with etcd's fileutil is not reported locked")
+	}
+	if got := InspectData(zaptest.NewLogger(t), dir); !got.WALLocked || got.State != plan.DataValid {
+		t.Fatalf("InspectData = %+v, want valid and locked", got)
 	}
 }

@@ -135,6 +135,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		AppliedIndex:  info.AppliedIndex,
 		StartFailures: failures,
 		StartError:    lastErr,
+		DataLocked:    info.WALLocked,
 	}
 }
 

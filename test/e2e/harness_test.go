@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -349,6 +351,7 @@ type writer struct {
 
 	mu       sync.Mutex
 	acked    map[string]string
+	acks     int // acknowledged writes, counting overwrites
 	lastAck  time.Time
 	maxGap   time.Duration
 	failures int
@@ -374,6 +377,7 @@ func (w *writer) run(ctx context.Context) {
 		w.mu.Lock()
 		if err == nil {
 			w.acked[k] = v
+			w.acks++
 			w.maxGap = max(w.maxGap, now.Sub(w.lastAck))
 			w.lastAck = now
 		} else {
@@ -411,7 +415,7 @@ func (w *writer) gap() time.Duration {
 func (w *writer) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.acked)
+	return w.acks
 }
 
 // waitAcked waits until n more writes were acknowledged.
@@ -491,4 +495,81 @@ func (c *cluster) waitLeader(name string, timeout time.Duration) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// pauseSupervisor stops `vetcd up` (SIGSTOP) so that it restarts nothing
+// while a test damages a replica; resume lets it go on.
+func (c *cluster) pauseSupervisor()  { _ = c.cmd.Process.Signal(syscall.SIGSTOP) }
+func (c *cluster) resumeSupervisor() { _ = c.cmd.Process.Signal(syscall.SIGCONT) }
+
+// stopReplica kills replica i with -9 while the supervisor is paused, and
+// waits until the process is gone (a zombie of the paused supervisor
+// counts as gone). The caller resumes the supervisor, which restarts it.
+func (c *cluster) stopReplica(i int) {
+	c.t.Helper()
+	pid := c.pid(i)
+	if pid == 0 {
+		c.t.Fatalf("no pid for replica %d", i)
+	}
+	c.pauseSupervisor()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		c.resumeSupervisor()
+		c.t.Fatalf("kill replica %d: %v", i, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.resumeSupervisor()
+			c.t.Fatalf("replica %d (pid %d) still running after kill -9", i, pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// memberID returns the member ID of the named member, from status.
+func (c *cluster) memberID(n int, name string) uint64 {
+	c.t.Helper()
+	for _, m := range c.status(n).Members {
+		if m.Name == name {
+			id, err := strconv.ParseUint(m.ID, 16, 64)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			return id
+		}
+	}
+	c.t.Fatalf("no member %s", name)
+	return 0
+}
+
+// requireRestartsAtMost fails if the supervisor restarted any replica more
+// than n times: self-healing happens inside the process, not by crashing.
+func (c *cluster) requireRestartsAtMost(n int, replicas int) {
+	c.t.Helper()
+	for i := 0; i < replicas; i++ {
+		if r := c.restarts(i); r > n {
+			c.t.Errorf("replica %d was restarted %d times by its supervisor (at most %d allowed: no crash loops)", i, r, n)
+		}
+	}
+}
+
+// metric reads one vetcd metric of replica i (0 when absent).
+func (c *cluster) metric(i int, name string) float64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", c.basePort+10*i+3))
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(l, name)), 64)
+			return v
+		}
+	}
+	return 0
 }
