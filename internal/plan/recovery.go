@@ -151,10 +151,13 @@ func recoveryBusy(o ClusterObservation, ordinal int, fp string) (Action, bool) {
 	return Action{}, false
 }
 
-// failingAction replaces a member that stopped answering for longer than
+// failingAction replaces a voter that stopped answering for longer than
 // UnresponsiveAfter, or a learner that made no progress for
 // LearnerStuckAfter: it is removed, and its replica, when it runs again,
-// finds itself removed and rejoins with fresh data.
+// finds itself removed and rejoins with fresh data. A learner is judged by
+// progress only (silence counts as none): one receiving a large snapshot
+// may not answer for a while, and must not be cut off by the shorter
+// unresponsive threshold.
 func failingAction(o ClusterObservation, fp string) (Action, bool) {
 	type candidate struct {
 		m      Member
@@ -167,8 +170,10 @@ func failingAction(o ClusterObservation, fp string) (Action, bool) {
 			continue
 		}
 		switch {
-		case m.IsLearner && o.LearnerStuckAfter > 0 && m.StalledFor >= o.LearnerStuckAfter:
-			cs = append(cs, candidate{m, ReasonLearnerStuck, fmt.Sprintf("learner %s made no progress for %s", nameOf(m), m.StalledFor.Round(time.Second))})
+		case m.IsLearner:
+			if o.LearnerStuckAfter > 0 && m.StalledFor >= o.LearnerStuckAfter {
+				cs = append(cs, candidate{m, ReasonLearnerStuck, fmt.Sprintf("learner %s made no progress for %s", nameOf(m), m.StalledFor.Round(time.Second))})
+			}
 		case !m.Healthy && o.UnresponsiveAfter > 0 && m.UnhealthyFor >= o.UnresponsiveAfter:
 			cs = append(cs, candidate{m, ReasonUnresponsive, fmt.Sprintf("member %s has not answered for %s", nameOf(m), m.UnhealthyFor.Round(time.Second))})
 		}

@@ -95,6 +95,11 @@ func TestNextRecovery(t *testing.T) {
 			kind: Remove, target: 2, recovery: ReasonLearnerStuck,
 		},
 		{
+			name: "a silent learner is judged by learnerStuckAfter, not unresponsiveAfter",
+			o:    rec(obs(0, 3, voter(0), voter(1), stalled(silent(learner(2), 3*time.Minute), 3*time.Minute))),
+			kind: None, target: -1,
+		},
+		{
 			name: "a slow learner below the threshold waits", o: rec(obs(0, 3, voter(0), voter(1), stalled(withApplied(learner(2), 5), time.Minute))),
 			kind: None, target: -1, reason: "catching up",
 		},

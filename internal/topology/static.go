@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,7 +66,10 @@ func ReadFile(path string) (File, error) {
 // UpdateFile changes the topology file under an exclusive lock, so that the
 // supervisor, `vetcd scale` and the replicas never lose each other's
 // changes. The file is replaced atomically: readers that take no lock never
-// see a partial file. A missing file starts from an empty File.
+// see a partial file. A missing file starts from an empty File. When change
+// leaves the content as it was, nothing is written: the supervisor calls
+// this several times a second, and needless fsyncs would compete with
+// etcd's own on the same disk.
 func UpdateFile(path string, change func(*File) error) error {
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -78,8 +82,13 @@ func UpdateFile(path string, change func(*File) error) error {
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing the file drops the lock anyway
 
 	f, err := ReadFile(path)
+	exists := err == nil
 	if err != nil && !errors.Is(err, ErrNoTopology) {
 		return err
+	}
+	before, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("topology: encode: %w", err)
 	}
 	if err := change(&f); err != nil {
 		return err
@@ -90,6 +99,9 @@ func UpdateFile(path string, change func(*File) error) error {
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("topology: encode: %w", err)
+	}
+	if exists && bytes.Equal(before, b) {
+		return nil
 	}
 	return WriteAtomic(path, b, 0o600)
 }

@@ -109,3 +109,31 @@ func TestUpdateFileSerializes(t *testing.T) {
 		t.Fatalf("desired %d after 20 increments (%v)", f.Desired, err)
 	}
 }
+
+// TestUpdateFileSkipsNoOpWrites: an update that changes nothing leaves the
+// file alone (no fsyncs competing with etcd's).
+func TestUpdateFileSkipsNoOpWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "topology.json")
+	if err := UpdateFile(path, func(f *File) error { f.Desired = 3; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateFile(path, func(f *File) error { f.Desired = 3; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(path)
+	if !os.SameFile(before, after) {
+		t.Fatal("a no-op update replaced the file")
+	}
+	// An empty change on a missing file still creates it.
+	p2 := filepath.Join(t.TempDir(), "t.json")
+	if err := UpdateFile(p2, func(*File) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p2); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -189,6 +189,7 @@ func (c *cluster) stop() {
 	if c.cmd.ProcessState != nil {
 		return
 	}
+	c.resumeSupervisor() // a test may have failed while it was paused
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-c.done:
