@@ -18,6 +18,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	"go.etcd.io/etcd/server/v3/storage"
 	"go.uber.org/zap"
 
@@ -275,14 +276,7 @@ func (c *Controller) observe(ctx context.Context, e *embed.Etcd, api API) (plan.
 	o.Members = make([]plan.Member, len(ms))
 	var wg sync.WaitGroup
 	for i, m := range ms {
-		pm := plan.Member{
-			ID:        uint64(m.ID),
-			Name:      m.Name,
-			PeerURL:   first(m.PeerURLs),
-			Ordinal:   dir.Ordinal(m.PeerURLs),
-			IsLearner: m.IsLearner,
-			Started:   m.Name != "",
-		}
+		pm := MemberOf(m, dir)
 		if len(m.ClientURLs) == 0 {
 			o.Members[i] = pm
 			continue
@@ -480,9 +474,18 @@ func (c *Controller) act(ctx context.Context, e *embed.Etcd, api API, a plan.Act
 	}
 }
 
-func first(xs []string) string {
-	if len(xs) == 0 {
-		return ""
+// MemberOf maps an etcd member to plan's view of it, finding its replica
+// by peer URL. Health and progress are left for the caller to observe.
+func MemberOf(m *membership.Member, dir topology.Directory) plan.Member {
+	pm := plan.Member{
+		ID:        uint64(m.ID),
+		Name:      m.Name,
+		Ordinal:   dir.Ordinal(m.PeerURLs),
+		IsLearner: m.IsLearner,
+		Started:   m.Name != "",
 	}
-	return xs[0]
+	if len(m.PeerURLs) > 0 {
+		pm.PeerURL = m.PeerURLs[0]
+	}
+	return pm
 }

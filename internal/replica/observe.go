@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 
+	"github.com/vetcd/vetcd/internal/cluster"
 	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/topology"
 )
@@ -140,21 +141,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 }
 
 func fromMembership(m *membership.Member, dir Directory) plan.Member {
-	return plan.Member{
-		ID:        uint64(m.ID),
-		Name:      m.Name,
-		PeerURL:   first(m.PeerURLs),
-		Ordinal:   dir.Ordinal(m.PeerURLs),
-		IsLearner: m.IsLearner,
-		Started:   m.Name != "",
-	}
-}
-
-func first(ss []string) string {
-	if len(ss) == 0 {
-		return ""
-	}
-	return ss[0]
+	return cluster.MemberOf(m, dir)
 }
 
 // observePeers asks every peer's agent, in parallel.
@@ -226,11 +213,18 @@ func clusterFrom(resp *clientv3.MemberListResponse, dir Directory) plan.Cluster 
 		c.Members = append(c.Members, plan.Member{
 			ID:        m.GetID(),
 			Name:      m.GetName(),
-			PeerURL:   first(m.GetPeerURLs()),
+			PeerURL:   firstOf(m.GetPeerURLs()),
 			Ordinal:   dir.Ordinal(m.GetPeerURLs()),
 			IsLearner: m.GetIsLearner(),
 			Started:   m.GetName() != "",
 		})
 	}
 	return c
+}
+
+func firstOf(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[0]
 }
