@@ -1,0 +1,295 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+func freeURL(t *testing.T) url.URL {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	u, _ := url.Parse("http://" + ln.Addr().String())
+	return *u
+}
+
+// startEtcd runs a one-member etcd in dir (plain http, test only).
+func startEtcd(t *testing.T, dir string) (*embed.Etcd, *clientv3.Client) {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Dir = dir
+	cu, pu := freeURL(t), freeURL(t)
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		t.Fatal("etcd not ready")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, Logger: zap.NewNop()})
+	if err != nil {
+		e.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close(); e.Close() })
+	return e, cli
+}
+
+// realSnapshot returns a genuine etcd snapshot db with n keys, as
+// Maintenance.Snapshot streams it.
+func realSnapshot(t *testing.T, n int) []byte {
+	t.Helper()
+	_, cli := startEtcd(t, filepath.Join(t.TempDir(), "src"))
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		if _, err := cli.Put(ctx, fmt.Sprintf("key-%05d", i), fmt.Sprintf("value-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, err := cli.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func x25519(t *testing.T) (*age.X25519Identity, *age.X25519Recipient) {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, id.Recipient()
+}
+
+func TestRoundTripRestoresWithEtcdutl(t *testing.T) {
+	db := realSnapshot(t, 500)
+	id, rcpt := x25519(t)
+	other, _ := x25519(t)
+	scryptR, _ := age.NewScryptRecipient("correct horse")
+	scryptI, _ := age.NewScryptIdentity("correct horse")
+	wrongScrypt, _ := age.NewScryptIdentity("battery staple")
+
+	tests := []struct {
+		name    string
+		enc     Encoding
+		dec     Decoding
+		wantErr error
+	}{
+		{name: "plain"},
+		{name: "age X25519", enc: Encoding{Recipients: []age.Recipient{rcpt}}, dec: Decoding{Identities: []age.Identity{id}}},
+		{name: "age passphrase", enc: Encoding{Recipients: []age.Recipient{scryptR}}, dec: Decoding{Identities: []age.Identity{scryptI}}},
+		{name: "wrong X25519 key", enc: Encoding{Recipients: []age.Recipient{rcpt}}, dec: Decoding{Identities: []age.Identity{other}}, wantErr: ErrKey},
+		{name: "wrong passphrase", enc: Encoding{Recipients: []age.Recipient{scryptR}}, dec: Decoding{Identities: []age.Identity{wrongScrypt}}, wantErr: ErrKey},
+		{name: "encrypted, no key given", enc: Encoding{Recipients: []age.Recipient{rcpt}}, wantErr: ErrKey},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stored bytes.Buffer
+			m, err := Encode(&stored, bytes.NewReader(db), tc.enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Size != int64(len(db)) || m.Validate() != nil {
+				t.Fatalf("manifest %+v", m)
+			}
+			if stored.Len() >= len(db) {
+				t.Errorf("zstd did not compress: %d stored for %d plain", stored.Len(), len(db))
+			}
+			rc, err := Decode(bytes.NewReader(stored.Bytes()), m, tc.dec)
+			if err == nil {
+				var out bytes.Buffer
+				_, err = io.Copy(&out, rc)
+				rc.Close()
+				if err == nil && !bytes.Equal(out.Bytes(), db) {
+					t.Fatal("decoded db differs")
+				}
+				if err == nil && tc.wantErr == nil {
+					restoreAndCheck(t, out.Bytes(), 500)
+				}
+			}
+			if !errors.Is(err, tc.wantErr) && (err != nil || tc.wantErr != nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// restoreAndCheck restores db with etcd's own etcdutl package, starts etcd
+// on the result, and counts the keys.
+func restoreAndCheck(t *testing.T, db []byte, keys int) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "snap.db")
+	if err := os.WriteFile(path, db, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pu := freeURL(t)
+	data := filepath.Join(dir, "restored")
+	err := snapshot.NewV3(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))).Restore(snapshot.RestoreConfig{
+		SnapshotPath:        path,
+		Name:                "default",
+		OutputDataDir:       data,
+		PeerURLs:            []string{pu.String()},
+		InitialCluster:      "default=" + pu.String(),
+		InitialClusterToken: "restore",
+		RevisionBump:        1000,
+		MarkCompacted:       true,
+	})
+	if err != nil {
+		t.Fatalf("etcdutl restore: %v", err)
+	}
+	_, cli := startEtcd(t, data)
+	resp, err := cli.Get(context.Background(), "key-", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != int64(keys) {
+		t.Fatalf("restored %d keys, want %d", resp.Count, keys)
+	}
+}
+
+func TestDecodeRefusesDamage(t *testing.T) {
+	db := realSnapshot(t, 200)
+	var stored bytes.Buffer
+	m, err := Encode(&stored, bytes.NewReader(db), Encoding{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := stored.Bytes()
+	flip := func(b []byte, i int) []byte { c := bytes.Clone(b); c[i] ^= 0x40; return c }
+	otherSum := m
+	otherSum.SHA256 = fmt.Sprintf("%064x", 1)
+	bigger := m
+	bigger.Size++
+	tests := []struct {
+		name string
+		data []byte
+		m    Manifest
+	}{
+		{"truncated data", good[:len(good)/2], m},
+		{"flipped byte in the data", flip(good, len(good)/2), m},
+		{"manifest checksum of other data", good, otherSum},
+		{"manifest size off by one", good, bigger},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, err := Decode(bytes.NewReader(tc.data), tc.m, Decoding{})
+			if err == nil {
+				_, err = io.Copy(io.Discard, rc)
+				rc.Close()
+			}
+			if !errors.Is(err, ErrChecksum) {
+				t.Fatalf("err = %v, want ErrChecksum", err)
+			}
+		})
+	}
+}
+
+func TestParseManifest(t *testing.T) {
+	good := `{"formatVersion":1,"compression":"zstd","sha256":"` + fmt.Sprintf("%064x", 7) + `","size":10}`
+	tests := map[string]string{
+		"not JSON":            "{",
+		"future format":       `{"formatVersion":2,"compression":"zstd","sha256":"` + fmt.Sprintf("%064x", 7) + `","size":10}`,
+		"unknown compression": `{"formatVersion":1,"compression":"lz4","sha256":"` + fmt.Sprintf("%064x", 7) + `","size":10}`,
+		"bad checksum":        `{"formatVersion":1,"compression":"zstd","sha256":"xyz","size":10}`,
+		"no size":             `{"formatVersion":1,"compression":"zstd","sha256":"` + fmt.Sprintf("%064x", 7) + `"}`,
+		"unknown encryption":  `{"formatVersion":1,"compression":"zstd","encryption":"rot13","sha256":"` + fmt.Sprintf("%064x", 7) + `","size":10}`,
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := ParseManifest([]byte(in)); !errors.Is(err, ErrManifest) {
+				t.Fatalf("err = %v, want ErrManifest", err)
+			}
+		})
+	}
+	if _, err := ParseManifest([]byte(good)); err != nil {
+		t.Fatalf("good manifest refused: %v", err)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "pass")
+	if err := os.WriteFile(pass, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id, rcpt := x25519(t)
+	rfile, ifile := filepath.Join(dir, "r"), filepath.Join(dir, "i")
+	_ = os.WriteFile(rfile, []byte(rcpt.String()+"\n"), 0o600)
+	_ = os.WriteFile(ifile, []byte(id.String()+"\n"), 0o600)
+	t.Setenv("VETCD_TEST_PASS", "s3cret")
+
+	for name, k := range map[string]Keys{
+		"passphrase file": {PassphraseFile: pass},
+		"passphrase env":  {PassphraseEnv: "VETCD_TEST_PASS"},
+		"X25519":          {RecipientsFile: rfile, IdentityFile: ifile},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rs, err := k.Recipients()
+			if err != nil || len(rs) == 0 {
+				t.Fatalf("recipients: %v %v", rs, err)
+			}
+			ids, err := k.Identities()
+			if err != nil || len(ids) == 0 {
+				t.Fatalf("identities: %v %v", ids, err)
+			}
+			var buf bytes.Buffer
+			m, err := Encode(&buf, bytes.NewReader([]byte("some db bytes")), Encoding{Recipients: rs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := Decode(&buf, m, Decoding{Identities: ids})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, err := io.ReadAll(rc); err != nil || string(b) != "some db bytes" {
+				t.Fatalf("round trip: %q %v", b, err)
+			}
+		})
+	}
+	for name, k := range map[string]Keys{
+		"both passphrase sources":       {PassphraseFile: pass, PassphraseEnv: "VETCD_TEST_PASS"},
+		"unset env":                     {PassphraseEnv: "VETCD_TEST_UNSET_VAR"},
+		"missing file":                  {PassphraseFile: filepath.Join(dir, "nope")},
+		"passphrase and X25519 at once": {PassphraseFile: pass, RecipientsFile: rfile},
+		"bad recipients file":           {RecipientsFile: pass},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := k.Recipients(); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
