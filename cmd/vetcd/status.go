@@ -130,16 +130,76 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// clusterFlags says which cluster a command talks to: a local one by
+// --dir, or any etcd cluster by --endpoints with mTLS files.
+type clusterFlags struct {
+	dir, endpoints, cacert, cert, key string
+}
+
+func (f *clusterFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "dir", defaultDir, "cluster directory of a local cluster")
+	fl.StringVar(&f.endpoints, "endpoints", "", "comma-separated client URLs of any etcd cluster (instead of --dir)")
+	fl.StringVar(&f.cacert, "cacert", "", "CA certificate (with --endpoints)")
+	fl.StringVar(&f.cert, "cert", "", "client certificate (with --endpoints)")
+	fl.StringVar(&f.key, "key", "", "client key (with --endpoints)")
+}
+
+// target is a resolved clusterFlags.
+type target struct {
+	endpoints, agents []string
+	tls               *tls.Config
+	desired           int
+}
+
+func (f *clusterFlags) resolve(cmd *cobra.Command) (target, error) {
+	var t target
+	if f.endpoints != "" {
+		if cmd.Flags().Changed("dir") {
+			return t, usagef("--dir and --endpoints: use one")
+		}
+		if f.cacert == "" || f.cert == "" || f.key == "" {
+			return t, usagef("--endpoints needs --cacert, --cert and --key (vetcd clusters use mTLS)")
+		}
+		t.endpoints = strings.Split(f.endpoints, ",")
+		cfg, err := pki.ClientConfig(f.cacert, f.cert, f.key)
+		if err != nil {
+			return t, usageError{err}
+		}
+		t.tls = cfg
+		return t, nil
+	}
+	l, err := localLayout(f.dir)
+	if err != nil {
+		return t, err
+	}
+	tf, err := topology.ReadFile(l.TopologyPath())
+	if err != nil {
+		return t, err
+	}
+	t.desired = tf.Desired
+	for _, r := range tf.Replicas {
+		t.endpoints = append(t.endpoints, r.ClientURL)
+		t.agents = append(t.agents, r.AgentURL)
+	}
+	if t.tls, err = localClientTLS(l); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
 func newStatusCmd() *cobra.Command {
 	var (
-		dir, endpoints, cacert, cert, key, output string
-		timeout                                   time.Duration
+		cf      clusterFlags
+		output  string
+		timeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "status [--dir DIR | --endpoints URLS --cacert F --cert F --key F] [-o table|json]",
 		Short: "Show every member: role, health, raft index, db size, alarms, version",
 		Long: `status prints one row per member of the cluster (name, member ID, role, health, raft index,
-applied index, db size, alarms, version) and the desired replica count.
+applied index, db size, alarms, version) and the desired replica count, then the leader's
+last automatic action and the members its health monitor is watching.
 
 With --dir it reads a local cluster (endpoints and certificates from DIR). With
 --endpoints it reads any etcd cluster over mTLS. Needs a reachable member; without
@@ -156,57 +216,23 @@ quorum it shows one member's own view and says so.`,
 			if err != nil {
 				return err
 			}
-			var (
-				eps, agents []string
-				tlsConfig   *tls.Config
-				desired     int
-			)
-			if endpoints != "" {
-				if cmd.Flags().Changed("dir") {
-					return usagef("--dir and --endpoints: use one")
-				}
-				if cacert == "" || cert == "" || key == "" {
-					return usagef("--endpoints needs --cacert, --cert and --key (vetcd clusters use mTLS)")
-				}
-				eps = strings.Split(endpoints, ",")
-				if tlsConfig, err = pki.ClientConfig(cacert, cert, key); err != nil {
-					return usageError{err}
-				}
-			} else {
-				l, err := localLayout(dir)
-				if err != nil {
-					return err
-				}
-				f, err := topology.ReadFile(l.TopologyPath())
-				if err != nil {
-					return err
-				}
-				desired = f.Desired
-				for _, r := range f.Replicas {
-					eps = append(eps, r.ClientURL)
-					agents = append(agents, r.AgentURL)
-				}
-				if tlsConfig, err = localClientTLS(l); err != nil {
-					return err
-				}
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			c, err := status.Get(ctx, eps, tlsConfig)
+			t, err := cf.resolve(cmd)
 			if err != nil {
 				return err
 			}
-			c.Desired = desired
-			c.Controller = status.ControllerFrom(ctx, agents, tlsConfig)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c, err := status.Get(ctx, t.endpoints, t.tls)
+			if err != nil {
+				return err
+			}
+			c.Desired = t.desired
+			c.Controller = status.ControllerFrom(ctx, t.agents, t.tls)
 			return p.Print(cmd.OutOrStdout(), c)
 		},
 	}
+	cf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&dir, "dir", defaultDir, "cluster directory of a local cluster")
-	f.StringVar(&endpoints, "endpoints", "", "comma-separated client URLs of any etcd cluster")
-	f.StringVar(&cacert, "cacert", "", "CA certificate (with --endpoints)")
-	f.StringVar(&cert, "cert", "", "client certificate (with --endpoints)")
-	f.StringVar(&key, "key", "", "client key (with --endpoints)")
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for answers")
 	return cmd

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/vetcd/vetcd/internal/snapshot"
+	"github.com/vetcd/vetcd/internal/storage"
+)
+
+func newSnapshotCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "snapshot",
+		Short: "Create, list and delete snapshots (file:// URLs)",
+		Long: `A vetcd snapshot is etcd's own snapshot db, zstd-compressed, optionally encrypted with age,
+plus a JSON manifest (format, etcd version, cluster ID, revision, key count, time, sha256,
+source replica). After decryption and decompression it restores with stock
+'etcdutl snapshot restore'.
+
+URLs: file:///path/NAME stores NAME and NAME.manifest.json in /path, written 0600 through
+a temporary file, fsync and rename.`,
+	}
+	cmd.AddCommand(newSnapshotCreateCmd(), newSnapshotListCmd(), newSnapshotDeleteCmd())
+	return cmd
+}
+
+// keyFlags are the age options shared by the snapshot commands.
+func keyFlags(cmd *cobra.Command, k *snapshot.Keys, decrypt bool) {
+	f := cmd.Flags()
+	f.StringVar(&k.PassphraseFile, "age-passphrase-file", "", "encrypt/decrypt with the passphrase in this file")
+	f.StringVar(&k.PassphraseEnv, "age-passphrase-env", "", "encrypt/decrypt with the passphrase in this environment variable")
+	if decrypt {
+		f.StringVar(&k.IdentityFile, "age-identity", "", "decrypt with the age X25519 identities in this file")
+	} else {
+		f.StringVar(&k.RecipientsFile, "age-recipients-file", "", "encrypt to the age X25519 recipients in this file")
+	}
+}
+
+func openLocation(ctx context.Context, raw string) (storage.Location, storage.Backend, error) {
+	loc, err := storage.Parse(raw)
+	if err != nil {
+		return loc, nil, usageError{err}
+	}
+	b, err := storage.Open(ctx, loc)
+	if err != nil {
+		return loc, nil, usageError{err}
+	}
+	return loc, b, nil
+}
+
+func newSnapshotCreateCmd() *cobra.Command {
+	var (
+		cf      clusterFlags
+		keys    snapshot.Keys
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "create URL [--dir DIR | --endpoints URLS --cacert F --cert F --key F]",
+		Short: "Take a snapshot of a running cluster and store it at URL",
+		Long: `create streams a snapshot from the leader (or, without one, the member with the highest raft
+index), spools it to a temporary file, reads its revision and key count, then stores it
+compressed (and encrypted, with an --age-* option) at URL. The manifest is written last:
+a snapshot that is listed is complete. Needs a reachable member.`,
+		Example: `  vetcd snapshot create file:///backups/before-upgrade
+  vetcd snapshot create file:///backups/nightly --age-passphrase-file /etc/vetcd/backup.pass`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := envDefault(cmd); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			loc, b, err := openLocation(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if loc.Name == "" {
+				return usagef("%s: the URL names no snapshot (it ends in /)", args[0])
+			}
+			if _, err := keys.Recipients(); err != nil {
+				return usageError{err}
+			}
+			t, err := cf.resolve(cmd)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			start := time.Now()
+			opts := snapshot.CreateOptions{Keys: keys}
+			if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				last := time.Time{}
+				opts.Progress = func(n int64) {
+					if time.Since(last) > 200*time.Millisecond {
+						last = time.Now()
+						fmt.Fprintf(out, "\r  reading snapshot: %s", humanBytes(n))
+					}
+				}
+			}
+			m, err := snapshot.Create(ctx, snapshot.Source{Endpoints: t.endpoints, TLS: t.tls}, b, loc.Name, opts)
+			if opts.Progress != nil {
+				fmt.Fprint(out, "\r\033[K")
+			}
+			if err != nil {
+				return err
+			}
+			enc := "not encrypted"
+			if m.Encryption != "" {
+				enc = "encrypted (" + m.Encryption + ")"
+			}
+			fmt.Fprintf(out, "snapshot %s: cluster %s, revision %d, %d keys, %s db from %s, %s, in %s\n",
+				args[0], m.ClusterID, m.Revision, m.KeyCount, humanBytes(m.Size), m.Source, enc, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	cf.register(cmd)
+	keyFlags(cmd, &keys, false)
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
+	return cmd
+}
+
+func newSnapshotListCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "list URL-PREFIX [-o table|json]",
+		Short: "List the snapshots under a URL prefix, newest first",
+		Long:  `list reads the manifests under URL-PREFIX and prints name, time, revision, size, encryption. Works on the storage alone.`,
+		Example: `  vetcd snapshot list file:///backups/
+  vetcd snapshot list file:///backups/nightly- -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "table" && output != "json" {
+				return usagef("-o %q: unknown output format (use table or json)", output)
+			}
+			ctx := cmd.Context()
+			loc, b, err := openLocation(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			entries, err := snapshot.List(ctx, b, loc.Name)
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if eerr := enc.Encode(entries); eerr != nil {
+					return eerr
+				}
+				return err
+			}
+			printSnapshots(cmd.OutOrStdout(), entries)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func printSnapshots(w io.Writer, entries []snapshot.Entry) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tCREATED\tCLUSTER\tREVISION\tKEYS\tDB SIZE\tSTORED\tENCRYPTED")
+	for _, e := range entries {
+		encrypted := "no"
+		if e.Manifest.Encryption != "" {
+			encrypted = e.Manifest.Encryption
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", e.Name, e.Manifest.Created.Format(time.RFC3339), e.Manifest.ClusterID,
+			e.Manifest.Revision, e.Manifest.KeyCount, humanBytes(e.Manifest.Size), humanBytes(e.Stored), encrypted)
+	}
+	tw.Flush()
+}
+
+func newSnapshotDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete URL",
+		Short:   "Delete a snapshot (its manifest first, then its data)",
+		Example: `  vetcd snapshot delete file:///backups/before-upgrade`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			loc, b, err := openLocation(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if loc.Name == "" || strings.HasSuffix(loc.Name, snapshot.ManifestSuffix) {
+				return usagef("%s: name a snapshot, not a prefix or a manifest", args[0])
+			}
+			if err := snapshot.Delete(ctx, b, loc.Name); err != nil {
+				if errors.Is(err, storage.ErrNotFound) {
+					return usageError{err}
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
+			return nil
+		},
+	}
+}
