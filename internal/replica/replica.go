@@ -394,11 +394,11 @@ func (r *Replica) shutdown(ctx context.Context) error {
 func (r *Replica) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if r.cancel != nil {
-		r.cancel()
-	}
 	r.stopOnce.Do(func() {
-		<-r.loopDone
+		if r.cancel != nil { // Start ran: its loop owns loopDone
+			r.cancel()
+			<-r.loopDone
+		}
 		r.controller.Wait()
 		r.stopEtcd()
 		r.pool.Close()
