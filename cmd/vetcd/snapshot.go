@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/vetcd/vetcd/internal/local"
 	"github.com/vetcd/vetcd/internal/snapshot"
 	"github.com/vetcd/vetcd/internal/storage"
 )
@@ -21,7 +22,7 @@ import (
 func newSnapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Create, list and delete snapshots (file:// URLs)",
+		Short: "Create, list, delete and restore snapshots (file:// URLs)",
 		Long: `A vetcd snapshot is etcd's own snapshot db, zstd-compressed, optionally encrypted with age,
 plus a JSON manifest (format, etcd version, cluster ID, revision, key count, time, sha256,
 source replica). After decryption and decompression it restores with stock
@@ -30,7 +31,7 @@ source replica). After decryption and decompression it restores with stock
 URLs: file:///path/NAME stores NAME and NAME.manifest.json in /path, written 0600 through
 a temporary file, fsync and rename.`,
 	}
-	cmd.AddCommand(newSnapshotCreateCmd(), newSnapshotListCmd(), newSnapshotDeleteCmd())
+	cmd.AddCommand(newSnapshotCreateCmd(), newSnapshotListCmd(), newSnapshotDeleteCmd(), newSnapshotRestoreCmd())
 	return cmd
 }
 
@@ -202,4 +203,59 @@ func newSnapshotDeleteCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newSnapshotRestoreCmd() *cobra.Command {
+	var (
+		dir  string
+		keys snapshot.Keys
+		wait time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "restore URL [--dir DIR] [--age-passphrase-file F | --age-passphrase-env VAR | --age-identity F]",
+		Short: "Replace the local cluster in DIR with a snapshot",
+		Long: `restore verifies the snapshot's manifest and the checksum of its whole db before touching
+anything. Then it stops the replicas, moves every replica's data dir aside, restores the
+snapshot into ordinal 0 with a revision bump of 1e9 and the old revisions marked compacted
+(so Kubernetes watchers relist instead of seeing time go backwards), and the other replicas
+rejoin as learners.
+
+With 'vetcd up' running on DIR, restore coordinates with it: the replicas stop, the cluster
+comes back under the same supervisor, and the old data is deleted once the restored
+cluster is healthy. Without it, restore holds DIR's lock while it works, the next
+'vetcd up' starts the restored cluster, and the old data is kept until you delete it.`,
+		Example: `  vetcd snapshot restore file:///backups/nightly
+  vetcd snapshot restore file:///backups/nightly --dir /tmp/c1 --age-passphrase-file backup.pass`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := envDefault(cmd); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			loc, b, err := openLocation(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if loc.Name == "" {
+				return usagef("%s: the URL names no snapshot", args[0])
+			}
+			l, err := localLayout(dir)
+			if err != nil {
+				return err
+			}
+			err = local.Restore(ctx, local.RestoreOptions{
+				Dir: l.Dir, Backend: b, Name: loc.Name, Source: args[0], Keys: keys,
+				Out: cmd.OutOrStdout(), Wait: wait,
+			})
+			if errors.Is(err, storage.ErrNotFound) || errors.Is(err, snapshot.ErrChecksum) ||
+				errors.Is(err, snapshot.ErrKey) || errors.Is(err, snapshot.ErrManifest) {
+				return usageError{fmt.Errorf("%w (nothing was changed)", err)}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDir, "cluster directory of the local cluster")
+	keyFlags(cmd, &keys, true)
+	cmd.Flags().DurationVar(&wait, "wait", 3*time.Minute, "how long the replicas may take to stop, and the restored cluster to become healthy")
+	return cmd
 }

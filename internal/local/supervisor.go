@@ -257,6 +257,11 @@ func (s *Supervisor) reconcile(ctx context.Context) error {
 		desired = f.Desired
 		s.ensureReplicas(f)
 		now := time.Now()
+		if f.Paused {
+			// A restore is replacing the data: every replica stops, none
+			// starts, and desired ones keep their membership.
+			desired = 0
+		}
 		for i := 0; i < desired; i++ {
 			if s.procs[i] == nil && !now.Before(s.nextStart[i]) {
 				if err := s.start(i); err != nil {
@@ -274,7 +279,7 @@ func (s *Supervisor) reconcile(ctx context.Context) error {
 			}
 			if !p.stopping {
 				// Every surplus replica gets SIGTERM in the same pass.
-				s.lg.Info("scale-down: stopping surplus replica", zap.Int("ordinal", i), zap.Int("desired", desired))
+				s.lg.Info("stopping replica", zap.Int("ordinal", i), zap.Int("desired", desired), zap.Bool("paused", f.Paused))
 				_ = p.cmd.Process.Signal(syscall.SIGTERM)
 				p.stopping = true
 				p.killAt = now.Add(s.opts.TermGrace)
@@ -301,7 +306,11 @@ func (s *Supervisor) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.announce(ctx, desired)
+	if desired > 0 {
+		s.announce(ctx, desired)
+	} else {
+		s.announced = 0
+	}
 	return nil
 }
 
@@ -425,15 +434,20 @@ func (s *Supervisor) stopAll() error {
 }
 
 // lock takes DIR's supervisor lock, so two `vetcd up` never run one DIR.
-func (s *Supervisor) lock() (func(), error) {
-	f, err := os.OpenFile(s.layout.lockPath(), os.O_CREATE|os.O_RDWR, 0o600)
+func (s *Supervisor) lock() (func(), error) { return Lock(s.layout.Dir) }
+
+// Lock takes DIR's supervisor lock: held by `vetcd up` while it runs, and
+// by an offline restore so that no `vetcd up` starts meanwhile.
+func Lock(dir string) (func(), error) {
+	l := Layout{Dir: dir}
+	f, err := os.OpenFile(l.lockPath(), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(s.layout.lockPath())
+		b, _ := os.ReadFile(l.lockPath())
 		f.Close()
-		return nil, fmt.Errorf("another vetcd up is running on %s (pid %s)", s.layout.Dir, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("another vetcd up is running on %s (pid %s)", dir, strings.TrimSpace(string(b)))
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

@@ -28,7 +28,10 @@ const (
 // File is the content of the static topology file. The local supervisor
 // and `vetcd scale` write it; replicas read it and write only ClusterRecord.
 type File struct {
-	Desired       int                  `json:"desired"`
+	Desired int `json:"desired"`
+	// Paused asks the supervisor to stop every replica and start none,
+	// while `vetcd snapshot restore` replaces the data.
+	Paused        bool                 `json:"paused,omitempty"`
 	ClusterRecord string               `json:"clusterRecord,omitempty"`
 	Replicas      []Replica            `json:"replicas"`
 	Processes     map[int]ProcessState `json:"processes,omitempty"`

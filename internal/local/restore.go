@@ -1,0 +1,242 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
+
+	"github.com/vetcd/vetcd/internal/pki"
+	"github.com/vetcd/vetcd/internal/replica"
+	"github.com/vetcd/vetcd/internal/snapshot"
+	"github.com/vetcd/vetcd/internal/status"
+	"github.com/vetcd/vetcd/internal/storage"
+	"github.com/vetcd/vetcd/internal/topology"
+)
+
+// RevisionBump is how far a restore moves the revision forward. It must
+// exceed the writes made after the snapshot was taken, so that Kubernetes
+// resourceVersions never go backwards; with the revisions marked
+// compacted, watchers relist instead of seeing time run backwards.
+const RevisionBump = 1_000_000_000
+
+// RestoreOptions configures a local restore.
+type RestoreOptions struct {
+	Dir     string
+	Backend storage.Backend
+	Name    string
+	// Source is the URL, for the cluster record and messages.
+	Source string
+	Keys   snapshot.Keys
+	Out    io.Writer
+	Logger *zap.Logger
+	// Wait bounds how long a running cluster may take to stop and to come
+	// back.
+	Wait time.Duration
+}
+
+// Restore replaces the local cluster in Dir with a snapshot. It verifies
+// the manifest and the checksum of the whole db before touching anything;
+// then it stops the replicas (through the running `vetcd up`, or by
+// holding DIR's lock when none runs), moves every replica's data aside,
+// restores into ordinal 0 with a revision bump and mark-compacted, and
+// records the new cluster. The other replicas rejoin as learners. The old
+// data is deleted only once the restored cluster is healthy; without a
+// running `vetcd up` it is kept and its place is printed.
+func Restore(ctx context.Context, o RestoreOptions) error {
+	l := Layout{Dir: o.Dir}
+	settings, ok, err := l.ReadSettings()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s is not a vetcd cluster dir (create one with vetcd up first)", o.Dir)
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	if o.Wait == 0 {
+		o.Wait = 3 * time.Minute
+	}
+
+	// 1. Verify everything before touching anything.
+	db, m, err := fetchVerified(ctx, o, l)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(db)
+	st, err := etcdutl.NewV3(lg).Status(db)
+	if err != nil {
+		return fmt.Errorf("snapshot %s: the db does not read: %w", o.Source, err)
+	}
+	fmt.Fprintf(o.Out, "verified %s: cluster %s, revision %d, %d keys, sha256 %s...\n", o.Source, m.ClusterID, st.Revision, m.KeyCount, m.SHA256[:12])
+
+	// 2. Stop the replicas.
+	running := Running(o.Dir)
+	var unlock func()
+	if running {
+		if err := topology.UpdateFile(l.TopologyPath(), func(f *topology.File) error { f.Paused = true; return nil }); err != nil {
+			return err
+		}
+		defer func() { // never leave the cluster paused
+			_ = topology.UpdateFile(l.TopologyPath(), func(f *topology.File) error { f.Paused = false; return nil })
+		}()
+		fmt.Fprintln(o.Out, "stopping the replicas of the running vetcd up")
+		if err := waitStopped(ctx, l, o.Wait); err != nil {
+			return err
+		}
+	} else {
+		if unlock, err = Lock(o.Dir); err != nil {
+			return err
+		}
+		defer unlock()
+	}
+
+	// 3. Move every replica's data aside.
+	f, err := topology.ReadFile(l.TopologyPath())
+	if err != nil {
+		return err
+	}
+	stamp := time.Now().UTC().Format("20060102T150405")
+	var aside []string
+	for _, r := range f.Replicas {
+		data := l.DataDir(r.Ordinal)
+		if _, err := os.Stat(data); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		dst := data + ".pre-restore-" + stamp
+		if err := os.Rename(data, dst); err != nil {
+			return fmt.Errorf("move %s aside: %w", data, err)
+		}
+		aside = append(aside, dst)
+		for _, marker := range []string{"left.json", "rebuild.json"} {
+			_ = os.Remove(filepath.Join(l.ReplicaDir(r.Ordinal), marker))
+		}
+	}
+
+	// 4. Restore into ordinal 0.
+	r0 := settings.Replica(0)
+	token := make([]byte, 8)
+	_, _ = rand.Read(token)
+	err = etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{
+		SnapshotPath:        db,
+		Name:                r0.Name,
+		OutputDataDir:       l.DataDir(0),
+		PeerURLs:            []string{r0.PeerURL},
+		InitialCluster:      r0.Name + "=" + r0.PeerURL,
+		InitialClusterToken: "vetcd-restore-" + hex.EncodeToString(token),
+		RevisionBump:        RevisionBump,
+		MarkCompacted:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("restore into %s: %w (the old data is kept in %v)", l.DataDir(0), err, aside)
+	}
+	info := replica.InspectData(lg, l.DataDir(0))
+	record := fmt.Sprintf("cluster %x restored from %s (revision %d, bumped by %d) at %s", info.ClusterID, o.Source, st.Revision, RevisionBump, time.Now().UTC().Format(time.RFC3339))
+	if err := topology.UpdateFile(l.TopologyPath(), func(f *topology.File) error {
+		f.ClusterRecord = record
+		f.Paused = false
+		return nil
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "restored into %s: new cluster %x; the other replicas rejoin as learners\n", l.DataDir(0), info.ClusterID)
+
+	// 5. Wait for the cluster and drop the old data, or keep it.
+	if !running {
+		fmt.Fprintf(o.Out, "no vetcd up is running on %s: the next vetcd up starts the restored cluster; the old data is kept in %v until you delete it\n", o.Dir, aside)
+		return nil
+	}
+	files := l.PKI()
+	tlsConfig, err := pki.ClientConfig(files.CA, files.ClientCert, files.ClientKey)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.Wait)
+	defer cancel()
+	eps := func() []string { e, _ := l.ClientEndpoints(); return e }
+	if _, err := status.Wait(wctx, eps, tlsConfig, f.Desired); err != nil {
+		return fmt.Errorf("restored cluster not healthy yet (the old data is kept in %v): %w", aside, err)
+	}
+	for _, a := range aside {
+		if err := os.RemoveAll(a); err != nil {
+			return fmt.Errorf("remove old data %s: %w", a, err)
+		}
+	}
+	fmt.Fprintf(o.Out, "cluster is healthy with %d voters; old data removed\n", f.Desired)
+	return nil
+}
+
+// fetchVerified downloads and decodes the snapshot into a file in DIR,
+// verifying size and checksum; nothing else is touched.
+func fetchVerified(ctx context.Context, o RestoreOptions, l Layout) (string, snapshot.Manifest, error) {
+	m, err := snapshot.ReadManifest(ctx, o.Backend, o.Name)
+	if err != nil {
+		return "", m, err
+	}
+	ids, err := o.Keys.Identities()
+	if err != nil {
+		return "", m, err
+	}
+	rc, _, err := o.Backend.Get(ctx, o.Name)
+	if err != nil {
+		return "", m, fmt.Errorf("snapshot %s: %w", o.Source, err)
+	}
+	defer rc.Close()
+	plain, err := snapshot.Decode(rc, m, snapshot.Decoding{Identities: ids})
+	if err != nil {
+		return "", m, fmt.Errorf("snapshot %s: %w", o.Source, err)
+	}
+	defer plain.Close()
+	tmp, err := os.CreateTemp(l.Dir, ".restore-*.db")
+	if err != nil {
+		return "", m, err
+	}
+	_, err = io.Copy(tmp, plain)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", m, fmt.Errorf("snapshot %s: %w", o.Source, err)
+	}
+	return tmp.Name(), m, nil
+}
+
+// waitStopped waits until the supervisor reports no replica process.
+func waitStopped(ctx context.Context, l Layout, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		f, err := topology.ReadFile(l.TopologyPath())
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, st := range f.Processes {
+			if st != topology.StateStopped {
+				running++
+			}
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d replicas still running after %s; nothing was changed", running, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
