@@ -88,6 +88,14 @@ func (tablePrinter) Print(w io.Writer, c status.Cluster) error {
 		if ctl.LastAction != "" {
 			fmt.Fprintf(w, "last action: %s at %s (%s)\n", ctl.LastAction, ctl.LastAt.Format(time.RFC3339), ctl.LastReason)
 		}
+		if sn := ctl.Snapshot; sn != nil {
+			if sn.Last != "" {
+				fmt.Fprintf(w, "last snapshot: %s at %s (%s)\n", sn.Last, sn.LastAt.Format(time.RFC3339), humanBytes(sn.LastSize))
+			}
+			if sn.Failures > 0 {
+				fmt.Fprintf(w, "snapshot failures: %d (last: %s)\n", sn.Failures, sn.LastError)
+			}
+		}
 		for _, wt := range ctl.Watching {
 			fmt.Fprintf(w, "watching: %s: %s", wt.Member, wt.Reason)
 			if wt.For != "" {

@@ -47,6 +47,17 @@ type ControllerState struct {
 	LastReason string    `json:"lastReason,omitempty"`
 	LastAt     time.Time `json:"lastAt,omitzero"`
 	Watching   []Watch   `json:"watching,omitempty"`
+	// Snapshot is the last scheduled snapshot taken by this leader.
+	Snapshot *SnapshotState `json:"snapshot,omitempty"`
+}
+
+// SnapshotState is the outcome of scheduled snapshots.
+type SnapshotState struct {
+	Last      string    `json:"last,omitempty"`
+	LastAt    time.Time `json:"lastAt,omitzero"`
+	LastSize  int64     `json:"lastSize,omitempty"`
+	Failures  int       `json:"failures,omitempty"`
+	LastError string    `json:"lastError,omitempty"`
 }
 
 // Watch is a member under watch and why.

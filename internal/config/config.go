@@ -118,6 +118,8 @@ type Config struct {
 	Shutdown Shutdown `yaml:"shutdown"`
 	// Log configures vetcd's logger (which etcd logs through too).
 	Log Log `yaml:"log"`
+	// Snapshots takes scheduled snapshots on the leader.
+	Snapshots Snapshots `yaml:"snapshots,omitempty"`
 
 	// ControlPlane accepts a vCluster values file section as is: only
 	// controlPlane.backingStore.etcd.embedded is read, and Parse merges it
@@ -168,6 +170,29 @@ type Shutdown struct {
 	// LeaveTimeout is how long a surplus replica tries to leave the cluster
 	// cleanly on SIGTERM before it just stops.
 	LeaveTimeout time.Duration `yaml:"leaveTimeout"`
+}
+
+// Snapshots schedules snapshots. They run on the leader only, one at a
+// time; retention is scoped to this cluster's ID, so clusters that share a
+// bucket never prune each other.
+type Snapshots struct {
+	// Schedule is a cron expression ("0 */6 * * *") or a descriptor
+	// ("@hourly", "@every 30m"); empty turns scheduled snapshots off.
+	Schedule string `yaml:"schedule,omitempty"`
+	// Target is the URL prefix snapshots go to, e.g. file:///backups/.
+	// Each is named vetcd-<cluster ID>-<UTC time>.
+	Target string `yaml:"target,omitempty"`
+	// Retention keeps the newest N snapshots of this cluster; 0 keeps all.
+	Retention int `yaml:"retention,omitempty"`
+	// Encryption encrypts them with age.
+	Encryption SnapshotEncryption `yaml:"encryption,omitempty"`
+}
+
+// SnapshotEncryption names the age key sources for scheduled snapshots.
+type SnapshotEncryption struct {
+	PassphraseFile string `yaml:"passphraseFile,omitempty"`
+	PassphraseEnv  string `yaml:"passphraseEnv,omitempty"`
+	RecipientsFile string `yaml:"recipientsFile,omitempty"`
 }
 
 // Log configures vetcd's zap logger, which etcd logs through too.

@@ -9,6 +9,10 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/vetcd/vetcd/internal/storage"
 )
 
 // Validate checks c and returns every problem found, joined (errors.Join);
@@ -48,6 +52,8 @@ func (c *Config) Validate() error {
 	if c.ListenPeerURL == "" {
 		c.ListenPeerURL = c.PeerURL
 	}
+
+	errs = append(errs, c.Snapshots.validate()...)
 
 	if c.TLS.CAFile == "" {
 		add("tls.caFile: required")
@@ -186,6 +192,39 @@ func (c *Config) checkEmbedded() []error {
 	}
 	if e.ExtraArgs != nil && !slices.Equal(e.ExtraArgs, c.ExtraArgs) {
 		errs = append(errs, fmt.Errorf("%s.extraArgs %s: differs from extraArgs %s", embeddedPath, quoteAll(e.ExtraArgs), quoteAll(c.ExtraArgs)))
+	}
+	return errs
+}
+
+// validate checks the snapshot schedule, target and retention.
+func (s Snapshots) validate() []error {
+	var errs []error
+	if s.Schedule == "" {
+		if s.Target != "" {
+			errs = append(errs, fmt.Errorf("snapshots.target %q: set snapshots.schedule too, or remove the target", s.Target))
+		}
+		return errs
+	}
+	if _, err := cron.ParseStandard(s.Schedule); err != nil {
+		errs = append(errs, fmt.Errorf("snapshots.schedule %q: %w", s.Schedule, err))
+	}
+	switch loc, err := storage.Parse(s.Target); {
+	case s.Target == "":
+		errs = append(errs, errors.New("snapshots.target: required with snapshots.schedule"))
+	case err != nil:
+		errs = append(errs, fmt.Errorf("snapshots.target: %w", err))
+	case loc.Name != "":
+		errs = append(errs, fmt.Errorf("snapshots.target %q: must be a prefix ending in /", s.Target))
+	}
+	if s.Retention < 0 {
+		errs = append(errs, fmt.Errorf("snapshots.retention %d: must be 0 (keep all) or more", s.Retention))
+	}
+	e := s.Encryption
+	if e.PassphraseFile != "" && e.PassphraseEnv != "" {
+		errs = append(errs, errors.New("snapshots.encryption: passphraseFile and passphraseEnv: use one"))
+	}
+	if (e.PassphraseFile != "" || e.PassphraseEnv != "") && e.RecipientsFile != "" {
+		errs = append(errs, errors.New("snapshots.encryption: a passphrase and recipientsFile cannot be combined"))
 	}
 	return errs
 }

@@ -28,6 +28,11 @@ type Metrics struct {
 	Members *prometheus.GaugeVec
 	// Ready is 1 while this replica's member serves with quorum.
 	Ready prometheus.Gauge
+	// Scheduled snapshots: last success time, duration and size, failures.
+	SnapshotLastSuccess prometheus.Gauge
+	SnapshotDuration    prometheus.Gauge
+	SnapshotSize        prometheus.Gauge
+	SnapshotFailures    prometheus.Counter
 }
 
 // New creates and registers the metrics.
@@ -63,7 +68,24 @@ func New() *Metrics {
 			Help: "1 while this replica's member serves with quorum.",
 		}),
 	}
-	m.Registry.MustRegister(m.Decisions, m.Actions, m.Rebuilds, m.Recoveries, m.Desired, m.Members, m.Ready)
+	m.SnapshotLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vetcd_snapshot_last_success_timestamp_seconds",
+		Help: "Unix time of the last scheduled snapshot that succeeded on this replica.",
+	})
+	m.SnapshotDuration = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vetcd_snapshot_last_duration_seconds",
+		Help: "How long the last successful scheduled snapshot took.",
+	})
+	m.SnapshotSize = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vetcd_snapshot_last_size_bytes",
+		Help: "Size of the plain etcd db of the last successful scheduled snapshot.",
+	})
+	m.SnapshotFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vetcd_snapshot_failures_total",
+		Help: "Scheduled snapshots that failed on this replica.",
+	})
+	m.Registry.MustRegister(m.Decisions, m.Actions, m.Rebuilds, m.Recoveries, m.Desired, m.Members, m.Ready,
+		m.SnapshotLastSuccess, m.SnapshotDuration, m.SnapshotSize, m.SnapshotFailures)
 	return m
 }
 

@@ -77,6 +77,7 @@ type Replica struct {
 	disk            DataInfo // last inspection while etcd was down
 	startFailures   int      // consecutive failed restarts on the same data
 	startError      string
+	snap            snapshotState
 	leaderlessSince time.Time
 	last            plan.ReplicaDecision
 }
@@ -208,6 +209,7 @@ func listen(ctx context.Context, rawURL string) (net.Listener, error) {
 func (r *Replica) run(ctx context.Context) {
 	defer close(r.loopDone)
 	go r.controller.Run(ctx, r.interval)
+	go r.runSnapshots(ctx)
 	wait := r.interval
 	for {
 		if err := r.step(ctx); err != nil {
@@ -439,6 +441,10 @@ func (r *Replica) agentState() agent.State {
 					d = w.For.String()
 				}
 				st.Controller.Watching = append(st.Controller.Watching, agent.Watch{Member: w.Member, Reason: w.Reason, For: d})
+			}
+			if r.snap != (snapshotState{}) {
+				snap := r.snap
+				st.Controller.Snapshot = &snap
 			}
 		}
 		return st

@@ -239,3 +239,50 @@ func TestRestoreWhileRunning(t *testing.T) {
 		t.Fatalf("old data left after a successful restore: %v", m)
 	}
 }
+
+// Scheduled snapshots fire on the leader, and retention deletes only this
+// cluster's oldest snapshots: another cluster's in the same place stays.
+func TestScheduledSnapshotsAndRetention(t *testing.T) {
+	backups := filepath.Join(t.TempDir(), "backups")
+	if err := os.MkdirAll(backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Another cluster's snapshot, sharing the location.
+	foreign := "vetcd-deadbeef-20200101T000000Z"
+	fm := fmt.Sprintf(`{"formatVersion":1,"clusterID":"deadbeef","compression":"zstd","sha256":"%064x","size":1,"created":"2020-01-01T00:00:00Z"}`, 1)
+	for name, body := range map[string]string{foreign: "x", foreign + snapshot.ManifestSuffix: fm} {
+		if err := os.WriteFile(filepath.Join(backups, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "vetcd.yaml")
+	conf := fmt.Sprintf("snapshots:\n  schedule: \"@every 2s\"\n  target: file://%s/\n  retention: 2\n", backups)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "c")
+	c := startUp(t, dir, freeBasePort(t, 3), 3, "--config", cfg)
+	c.requireSettled(3)
+	id := c.status(3).ClusterID
+	ours := func() []snapshot.Entry {
+		entries, _ := snapshot.List(context.Background(), storage.NewFile(backups), "vetcd-"+id+"-")
+		return entries
+	}
+	// At least four snapshots taken (the leader's metric), two kept.
+	waitFor(t, 90*time.Second, "four scheduled snapshots", func() bool {
+		return c.metric(c.leaderOrdinal(), "vetcd_snapshot_failures_total") == 0 &&
+			c.metric(c.leaderOrdinal(), "vetcd_snapshot_last_success_timestamp_seconds") > 0 && len(ours()) >= 2 &&
+			c.metric(c.leaderOrdinal(), "vetcd_snapshot_last_size_bytes") > 0
+	})
+	time.Sleep(5 * time.Second) // two more schedule ticks: retention must keep the count at 2
+	if n := len(ours()); n != 2 {
+		t.Fatalf("%d snapshots of this cluster kept, want 2 (retention)", n)
+	}
+	if _, err := os.Stat(filepath.Join(backups, foreign)); err != nil {
+		t.Fatalf("retention deleted another cluster's snapshot: %v", err)
+	}
+	out, err := vetcd(t, 30*time.Second, "status", "--dir", dir)
+	if err != nil || !strings.Contains(out, "last snapshot: file://") {
+		t.Fatalf("vetcd status does not show the last snapshot: %v\n%s", err, out)
+	}
+}
