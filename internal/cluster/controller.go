@@ -84,10 +84,14 @@ type Controller struct {
 	recovery *inflight
 	// compactedRev is the revision compacted to in this NOSPACE episode.
 	compactedRev int64
-	lastReason   string
-	last         plan.Action
-	lastAt       time.Time
-	watching     []Watch
+	// busy is set while a join is in flight or a learner waits: the loop
+	// then looks again at once rather than after a whole interval, so a
+	// caught-up learner is promoted within ~100ms.
+	busy       bool
+	lastReason string
+	last       plan.Action
+	lastAt     time.Time
+	watching   []Watch
 }
 
 // memberClock remembers, per member, the times plan needs as durations.
@@ -129,11 +133,17 @@ func New(opts Options) *Controller {
 func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 	c.wg.Add(1)
 	defer c.wg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
+		wait := interval
+		c.mu.Lock()
+		if c.busy {
+			wait = min(interval, 100*time.Millisecond)
+		}
+		c.mu.Unlock()
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -215,6 +225,7 @@ func (c *Controller) forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.health)
+	c.busy = false
 	c.recovery = nil
 	c.compactedRev = 0
 	c.watching = nil
@@ -318,6 +329,7 @@ func (c *Controller) tick(o *plan.ClusterObservation, now time.Time) {
 	}
 	seen := map[uint64]bool{}
 	var watching []Watch
+	c.busy = false
 	for i := range o.Members {
 		m := &o.Members[i]
 		seen[m.ID] = true
@@ -344,6 +356,9 @@ func (c *Controller) tick(o *plan.ClusterObservation, now time.Time) {
 		if m.AppliedIndex > clk.applied || m.AppliedIndex+o.CatchUpSlack >= leaderApplied && m.Healthy {
 			clk.applied = max(clk.applied, m.AppliedIndex)
 			clk.progressSince = now
+		}
+		if m.IsLearner || !m.Started {
+			c.busy = true
 		}
 		if m.IsLearner {
 			m.StalledFor = now.Sub(clk.progressSince)
