@@ -59,19 +59,8 @@ log() { printf '%s steady: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 HZ=$(getconf CLK_TCK)
-# machine_ticks: busy and total CPU ticks of the whole machine (/proc/stat).
-machine_ticks() {
-	awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; total = busy + $5 + $6; print busy, total; exit}' /proc/stat
-}
-# pct A B PART_A PART_B: 100 * (PART_B - PART_A) / (total of B - total of A)
-# for two machine_ticks samples; with PARTs empty, the busy share.
-pct() {
-	awk -v a="$1" -v b="$2" -v pa="${3:-}" -v pb="${4:-}" 'BEGIN {
-		split(a, x, " "); split(b, y, " "); d = y[2] - x[2]
-		part = (pa == "" ? y[1] - x[1] : pb - pa)
-		p = 0; if (d > 0) p = 100 * part / d; if (p < 0) p = 0
-		printf "%.0f", p }'
-}
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 
 for f in "$VETCD" "$BIN/etcd" "$BIN/etcdctl" "$BIN/benchmark"; do
 	[[ -x $f ]] || die "$f is missing: run 'make build' in the repo root and 'make tools' in bench/"
@@ -84,34 +73,6 @@ UP_PID=""               # `vetcd up`
 VETCD_PIDS=()           # its 3 `vetcd serve` replicas
 ETCD_PIDS=()            # the 3 stock etcd members
 BENCH_PID=""            # the benchmark run in progress
-
-# alive PID: true while PID runs (a zombie counts as gone).
-alive() {
-	local st
-	[[ -n $1 ]] || return 1
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[[ -n $st && $st != Z ]]
-}
-
-# wait_gone SECONDS PID...: wait until every PID has exited; false on deadline.
-wait_gone() {
-	local deadline=$((SECONDS + $1)) p
-	shift
-	while ((SECONDS < deadline)); do
-		local any=0
-		for p in "$@"; do alive "$p" && any=1; done
-		((any)) || return 0
-		sleep 0.2
-	done
-	return 1
-}
-
-# ours PID: true if PID is a process of this run (its command line names
-# WORK or one of our binaries started from WORK), so that cleanup never
-# signals a recycled pid.
-ours() {
-	alive "$1" && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$WORK"
-}
 
 # replica_pids: the pids `vetcd up` wrote for its replicas.
 replica_pids() {
@@ -163,35 +124,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ---- ports --------------------------------------------------------------
-# Pick a block of 200 ports that nothing uses, below the kernel's ephemeral
-# range (so an outgoing connection cannot take one of them meanwhile).
-# vetcd uses BASE..BASE+23 (BASE+10N+0..3), stock etcd BASE+100..BASE+121.
-used_ports() {
-	local f line port
-	for f in /proc/net/tcp /proc/net/tcp6; do
-		[[ -r $f ]] || continue
-		while read -r _ line _; do
-			port=${line##*:}
-			[[ $port =~ ^[0-9A-F]+$ ]] && echo $((16#$port))
-		done <"$f"
-	done | sort -un
-}
-pick_base() {
-	local lo used base p ok
-	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
-	((lo > 10400)) || die "ephemeral port range starts at $lo: no room below it"
-	used=" $(used_ports | tr '\n' ' ') "
-	for _ in $(seq 1 100); do
-		base=$((10000 + (RANDOM % ((lo - 10200) / 100)) * 100))
-		ok=1
-		for ((p = base; p < base + 200; p++)); do
-			[[ $used == *" $p "* ]] && { ok=0; break; }
-		done
-		((ok)) && { echo "$base"; return 0; }
-	done
-	die "no free block of 200 ports found"
-}
+# ---- ports: vetcd uses BASE..BASE+23, stock etcd BASE+100..BASE+121 ----
 BASE=$(pick_base)
 VETCD_EPS=https://127.0.0.1:$BASE,https://127.0.0.1:$((BASE + 10)),https://127.0.0.1:$((BASE + 20))
 ETCD_EPS=https://127.0.0.1:$((BASE + 100)),https://127.0.0.1:$((BASE + 110)),https://127.0.0.1:$((BASE + 120))
@@ -205,12 +138,7 @@ rm -f "$OUT"/{steady,rss,idle,meta}.tsv
 
 META=$OUT/meta.tsv
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
-meta date "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-meta nproc "$(nproc)"
-meta cpu "$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-meta mem_kib "$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
-meta kernel "$(uname -sr)"
-meta go "$(go version 2>/dev/null | awk '{print $3}' || echo unknown)"
+record_machine meta
 meta etcd_version "$("$BIN/etcd" --version | awk '/^etcd Version/ {print $3}')"
 meta vetcd_bin "$VETCD"
 meta etcd_bin "$BIN/etcd"
@@ -223,16 +151,9 @@ meta key_space "$KEY_SPACE"
 # Numbers taken while other work runs on this 2-core machine are noisy.
 # Wait up to QUIET_WAIT s for it to be mostly idle (under a quarter of its
 # CPU busy over 2 s), then go on either way and record what it was.
-t0=$SECONDS
-while :; do
-	a=$(machine_ticks)
-	sleep 2
-	busy=$(pct "$a" "$(machine_ticks)")
-	((busy < 25 || SECONDS - t0 >= QUIET_WAIT)) && break
-	log "machine ${busy}% busy with other work; waiting up to ${QUIET_WAIT} s for it to calm down"
-done
-meta busy_before_start_pct "$busy"
-meta quiet_waited_seconds "$((SECONDS - t0))"
+wait_quiet "$QUIET_WAIT"
+meta busy_before_start_pct "$BUSY"
+meta quiet_waited_seconds "$QUIET_WAITED"
 meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 START=$SECONDS
 

@@ -274,10 +274,17 @@ func TestScheduledSnapshotsAndRetention(t *testing.T) {
 			c.metric(c.leaderOrdinal(), "vetcd_snapshot_last_success_timestamp_seconds") > 0 && len(ours()) >= 2 &&
 			c.metric(c.leaderOrdinal(), "vetcd_snapshot_last_size_bytes") > 0
 	})
-	time.Sleep(5 * time.Second) // two more schedule ticks: retention must keep the count at 2
-	if n := len(ours()); n != 2 {
-		t.Fatalf("%d snapshots of this cluster kept, want 2 (retention)", n)
-	}
+	time.Sleep(5 * time.Second) // more schedule ticks: retention must keep the count at 2
+	// A new snapshot is listed a moment before retention prunes the
+	// oldest, so a count of 3 is allowed in passing; it must settle at 2
+	// and never exceed 3.
+	waitFor(t, 5*time.Second, "retention keeps 2", func() bool {
+		n := len(ours())
+		if n > 3 {
+			t.Fatalf("%d snapshots of this cluster kept, retention is 2", n)
+		}
+		return n == 2
+	})
 	if _, err := os.Stat(filepath.Join(backups, foreign)); err != nil {
 		t.Fatalf("retention deleted another cluster's snapshot: %v", err)
 	}
