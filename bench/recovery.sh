@@ -1,0 +1,660 @@
+#!/usr/bin/env bash
+# recovery.sh — how long a vetcd replica whose volume is gone takes to be a
+# healthy voter again, set beside the time stock etcd 3.7.3 takes to bring
+# a new member up to date with its own snapshot transfer (the floor).
+#
+# For every database size in SIZES, two clusters run on this machine side
+# by side: a 3-replica `vetcd up` cluster and a stock etcd three-member
+# cluster, started with the same etcd flags (steady.sh's, plus a backend
+# quota of 8 GiB so that 1 GiB fits). Both are filled the same way: SIZE of
+# 256 KiB values under distinct keys, then SNAP_PUTS small puts to one key,
+# so that etcd's raft log no longer holds the big entries (it keeps 5000
+# entries behind the applied index) and a new member can only catch up from
+# a snapshot of the database, not by replaying the log. Then, REPEATS times,
+# alternating which system goes first:
+#
+#   vetcd  fault "volume gone": the supervisor is paused (SIGSTOP), replica
+#          vetcd-2 is killed (-9) and its data dir deleted, the supervisor
+#          resumes and restarts it after its 1 s back-off (vetcd-2 is left
+#          running for at least 62 s before each fault, as the supervisor
+#          doubles the back-off for a replica that ran under a minute).
+#          Measured from the
+#          start of the new vetcd-2 process (as the kernel records it) until
+#          `vetcd status` shows vetcd-2 as a healthy follower (a voter) with
+#          a new member ID; also from the kill to the same moment. The
+#          replica finds its data dir empty at start, removes its stale
+#          member, joins as a learner, etcd sends it a snapshot, the
+#          leader's controller promotes it. recovery.unresponsiveAfter plays
+#          no part in this fault.
+#   etcd   the floor: `etcdctl member add --learner` a 4th member, start a
+#          stock etcd with an empty data dir and --initial-cluster-state
+#          existing; measured from its process start until it answers
+#          `etcdctl endpoint status` with no error and its raft applied
+#          index has reached the highest of the voters'. That is etcd's own
+#          snapshot transfer and apply plus its start; `member promote` is
+#          timed on its own after that. Then the member is removed again.
+#
+# During the measurements both clusters receive a light write load
+# (TRICKLE_RATE puts of 8 B per second, to one key, through members 0 and 1
+# only), as a live cluster does. Without it, stock etcd 3.7.3 can leave a
+# joiner stuck: it does not update its applied index when it applies a
+# snapshot, only when it applies entries, so when the snapshot index is
+# above 5000 the joiner refuses its own "publish member" request with "too
+# many requests" until the cluster commits a new entry (seen once in this
+# harness's development: stuck for 8 minutes, until killed).
+#
+# A poll is a full `vetcd status` / `etcdctl endpoint status` run; the
+# moment recorded is the end of the first poll that saw the state, so each
+# number can be late by up to one poll (their median duration is recorded).
+#
+# Output (OUT, default bench/out/); a run replaces the rows of the sizes it
+# ran and keeps the others, so `SIZES=1GB ./recovery.sh` adds 1 GB later:
+#   recovery.tsv        one row per measurement
+#   recovery-meta.tsv   size, key, value: machine, parameters, fill times,
+#                       sizes not measured and why
+#   recovery-raw/       status polls and the snapshot log lines, per run
+#
+# Knobs (environment): SIZES (default "10MB 100MB 1GB"; MB = MiB, GB = GiB),
+# REPEATS (5), FILL_DEADLINE (300 s per cluster: a size whose fill takes
+# longer is not measured), READY_DEADLINE (900 s: vetcd-2 must be a voter
+# by then), FLOOR_DEADLINE (300 s: a stock joiner that has not caught up by
+# then is recorded as such), SNAP_PUTS (6000), TRICKLE_RATE (10),
+# QUIET_WAIT (120), VETCD, OUT, KEEP_WORK=1. Every process this script
+# starts is stopped by the EXIT trap; every wait has a deadline.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+BIN=$HERE/bin
+VETCD=${VETCD:-$ROOT/bin/vetcd}
+OUT=${OUT:-$HERE/out}
+
+SIZES=${SIZES:-10MB 100MB 1GB}
+REPEATS=${REPEATS:-5}
+FILL_DEADLINE=${FILL_DEADLINE:-300}
+READY_DEADLINE=${READY_DEADLINE:-900}
+FLOOR_DEADLINE=${FLOOR_DEADLINE:-300}
+TRICKLE_RATE=${TRICKLE_RATE:-10}
+SNAP_PUTS=${SNAP_PUTS:-6000}
+QUIET_WAIT=${QUIET_WAIT:-120}
+VAL_SIZE=262144 # 256 KiB, well under etcd's --max-request-bytes (1.5 MiB)
+QUOTA=8589934592
+UNRESPONSIVE_AFTER=2m
+LEARNER_STUCK_AFTER=5m
+# Pause between two measurements, so that one's disk writes do not land in
+# the next.
+SETTLE=5
+
+log() { printf '%s recovery: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+HZ=$(getconf CLK_TCK)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+
+for f in "$VETCD" "$BIN/etcd" "$BIN/etcdctl" "$BIN/benchmark"; do
+	[[ -x $f ]] || die "$f is missing: run 'make build' in the repo root and 'make tools' in bench/"
+done
+command -v jq >/dev/null || die "jq is needed"
+((REPEATS >= 1)) || die "REPEATS must be at least 1"
+
+# size_bytes 10MB|1GB: the size in bytes (MB = MiB, GB = GiB).
+size_bytes() {
+	case $1 in
+	[1-9]*MB) echo $((${1%MB} * 1024 * 1024)) ;;
+	[1-9]*GB) echo $((${1%GB} * 1024 * 1024 * 1024)) ;;
+	*) return 1 ;;
+	esac
+}
+for s in $SIZES; do
+	[[ $s =~ ^[1-9][0-9]*[MG]B$ ]] || die "bad size $s in SIZES (want e.g. 10MB or 1GB)"
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vetcd-recovery.XXXXXX")
+UP_PID=""      # `vetcd up` of the current size
+HELD=0         # 1 while the supervisor is stopped (SIGSTOP)
+ETCD_PIDS=()   # stock etcd members 0-2, and 3 (the joiner) while it runs
+BENCH_PID=""   # a fill in progress
+TRICKLE_PIDS=() # the light write load on both clusters
+VDIR=""        # the `vetcd up` cluster dir of the current size
+PKI=""
+
+# ---- time ------------------------------------------------------------------
+# Every moment is in seconds since boot (/proc/uptime, 10 ms), the clock
+# the kernel records process start times in. OFFSET turns the wall-clock
+# time stamps of the logs into it.
+now() {
+	local u
+	read -r u _ </proc/uptime
+	echo "$u"
+}
+read -r _up _ </proc/uptime
+OFFSET=$(awk -v r="$EPOCHREALTIME" -v u="$_up" 'BEGIN {printf "%.3f", r - u}')
+# pstart PID: when PID started, in seconds since boot.
+pstart() {
+	sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$HZ" '{printf "%.2f", $20 / hz}'
+}
+# log_time ISO8601: a log time stamp in seconds since boot.
+log_time() {
+	awk -v e="$(date -d "$1" +%s.%N)" -v o="$OFFSET" 'BEGIN {printf "%.3f", e - o}'
+}
+# sub A B: A - B, two decimals.
+sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a - b}'; }
+# median X...: the median of the numbers.
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+# go_seconds DURATION: a Go duration string ("1.5s", "850ms") in seconds.
+go_seconds() {
+	awk -v d="$1" 'BEGIN {
+		s = 0
+		while (match(d, /^[0-9.]+(h|ms|µs|us|ns|m|s)/)) {
+			t = substr(d, 1, RLENGTH); d = substr(d, RLENGTH + 1)
+			match(t, /[a-zµ]+$/); u = substr(t, RSTART); n = substr(t, 1, RSTART - 1) + 0
+			s += n * (u == "h" ? 3600 : u == "m" ? 60 : u == "s" ? 1 : u == "ms" ? 1e-3 : u == "ns" ? 1e-9 : 1e-6)
+		}
+		printf "%.3f", s }'
+}
+
+# ---- processes ---------------------------------------------------------------
+replica_pids() {
+	local i
+	[[ -n $VDIR ]] || return 0
+	for i in 0 1 2; do
+		[[ -s $VDIR/vetcd-$i/pid ]] && cat "$VDIR/vetcd-$i/pid"
+	done
+	return 0
+}
+
+# stop_clusters: stop everything the current size started.
+stop_clusters() {
+	local p pids=()
+	[[ -n $BENCH_PID ]] && alive "$BENCH_PID" && kill -KILL "$BENCH_PID" 2>/dev/null
+	BENCH_PID=""
+	for p in "${TRICKLE_PIDS[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+	TRICKLE_PIDS=()
+	if [[ -n $UP_PID ]] && alive "$UP_PID"; then
+		# A supervisor left stopped would never stop its replicas.
+		((HELD)) && kill -CONT "$UP_PID" 2>/dev/null
+		HELD=0
+		mapfile -t pids < <(replica_pids)
+		pids+=("$UP_PID")
+		kill -TERM "$UP_PID" 2>/dev/null
+		wait_gone 45 "${pids[@]}" || log "vetcd up did not stop within 45 s; killing it"
+	fi
+	for p in "$UP_PID" $(replica_pids); do
+		ours "$p" && kill -KILL "$p" 2>/dev/null
+	done
+	UP_PID=""
+	for p in "${ETCD_PIDS[@]}"; do alive "$p" && kill -TERM "$p" 2>/dev/null; done
+	wait_gone 20 "${ETCD_PIDS[@]}" || log "etcd did not stop within 20 s; killing it"
+	for p in "${ETCD_PIDS[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+	ETCD_PIDS=()
+	return 0
+}
+
+cleanup() {
+	local rc=$? p
+	set +e
+	trap - EXIT INT TERM
+	stop_clusters
+	if ((rc != 0)); then
+		log "failed (exit $rc); last log lines:"
+		for p in "$SWORK/up.out" "$SWORK/up.err" "$VDIR"/vetcd-*/serve.log "$SWORK"/etcd-*.log; do
+			[[ -f $p ]] && { echo "--- $p" >&2; tail -n 15 "$p" >&2; }
+		done
+	fi
+	if [[ ${KEEP_WORK:-0} == 1 ]]; then
+		log "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+SWORK=$WORK
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- output --------------------------------------------------------------------
+mkdir -p "$OUT"
+TSV=$OUT/recovery.tsv
+META=$OUT/recovery-meta.tsv
+RAW=$OUT/recovery-raw
+HEADER=$'size\tsystem\trepeat\tposition\tdb_size_bytes\tdb_in_use_bytes\tkeys\tstart_to_ready_s\tfault_to_ready_s\thold_s\trestart_delay_s\tpromote_s\tsnapshot_bytes\tsnapshot_download_s\tsnapshot_saved_s\tserving_s\tpoll_s\tcheck'
+# Keep the rows of the sizes this run does not measure; drop the others.
+keep_other_sizes() { # FILE HEADER
+	local tmp=$1.tmp
+	if [[ -f $1 ]] && [[ "$(head -n 1 "$1")" == "$2" ]]; then
+		awk -F'\t' -v sizes=" $SIZES " 'NR > 1 && index(sizes, " " $1 " ") == 0' "$1" >"$tmp"
+	else
+		: >"$tmp"
+	fi
+	{ printf '%s\n' "$2"; cat "$tmp"; } >"$1"
+	rm -f "$tmp"
+}
+keep_other_sizes "$TSV" "$HEADER"
+keep_other_sizes "$META" $'size\tkey\tvalue'
+mkdir -p "$RAW"
+for s in $SIZES; do rm -rf "${RAW:?}/$s"; done
+
+SIZE=""
+meta() { printf '%s\t%s\t%s\n' "$SIZE" "$1" "$2" >>"$META"; }
+row() { # row FIELD...: one line of recovery.tsv
+	local IFS=$'\t'
+	printf '%s\n' "$*" >>"$TSV"
+}
+
+# ---- clusters ------------------------------------------------------------------
+ctl() { # ctl ENDPOINTS ARGS...: etcdctl as the admin client
+	local eps=$1
+	shift
+	timeout 20 "$BIN/etcdctl" --endpoints="$eps" --cacert="$PKI/ca.crt" --cert="$PKI/client.crt" \
+		--key="$PKI/client.key" --dial-timeout=3s --command-timeout=15s "$@"
+}
+vstatus() { # the cluster as `vetcd status -o json` sees it
+	timeout 20 "$VETCD" status --dir "$VDIR" -o json --timeout 5s 2>/dev/null
+}
+
+# start_clusters: both clusters of this size, ready.
+start_clusters() {
+	local i cp cluster deadline p
+	BASE=$(pick_base)
+	VETCD_EPS=https://127.0.0.1:$BASE,https://127.0.0.1:$((BASE + 10)),https://127.0.0.1:$((BASE + 20))
+	ETCD_EPS=https://127.0.0.1:$((BASE + 100)),https://127.0.0.1:$((BASE + 110)),https://127.0.0.1:$((BASE + 120))
+	JOIN_EP=https://127.0.0.1:$((BASE + 130))
+	VDIR=$SWORK/vetcd
+	PKI=$VDIR/pki
+	log "$SIZE: work dir $SWORK, ports $BASE-$((BASE + 199))"
+	cat >"$SWORK/vetcd.yaml" <<-EOF
+		extraArgs:
+		  - --quota-backend-bytes=$QUOTA
+		recovery:
+		  unresponsiveAfter: $UNRESPONSIVE_AFTER
+		  learnerStuckAfter: $LEARNER_STUCK_AFTER
+	EOF
+	"$VETCD" up --dir "$VDIR" --replicas 3 --base-port "$BASE" --config "$SWORK/vetcd.yaml" \
+		>"$SWORK/up.out" 2>"$SWORK/up.err" &
+	UP_PID=$!
+	deadline=$((SECONDS + 60))
+	until [[ -s $PKI/member.key && -s $PKI/client.key ]]; do
+		alive "$UP_PID" || die "vetcd up exited before writing its certificates"
+		((SECONDS < deadline)) || die "vetcd up wrote no certificates within 60 s"
+		sleep 0.2
+	done
+	# steady.sh's flags (the ones vetcd gives its embedded etcd), plus the
+	# same quota as vetcd's extraArgs.
+	ETCD_FLAGS=(
+		--cert-file="$PKI/member.crt" --key-file="$PKI/member.key" --trusted-ca-file="$PKI/ca.crt" --client-cert-auth
+		--peer-cert-file="$PKI/member.crt" --peer-key-file="$PKI/member.key" --peer-trusted-ca-file="$PKI/ca.crt" --peer-client-cert-auth
+		--snapshot-count=10000 --strict-reconfig-check --quota-backend-bytes="$QUOTA"
+	)
+	cluster=""
+	for i in 0 1 2; do
+		cluster+="${cluster:+,}etcd-$i=https://127.0.0.1:$((BASE + 100 + 10 * i + 1))"
+	done
+	for i in 0 1 2; do
+		cp=$((BASE + 100 + 10 * i))
+		"$BIN/etcd" --name "etcd-$i" --data-dir "$SWORK/etcd-$i" \
+			--listen-client-urls "https://127.0.0.1:$cp" --advertise-client-urls "https://127.0.0.1:$cp" \
+			--listen-peer-urls "https://127.0.0.1:$((cp + 1))" --initial-advertise-peer-urls "https://127.0.0.1:$((cp + 1))" \
+			--initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "vetcd-recovery-$BASE" \
+			"${ETCD_FLAGS[@]}" >"$SWORK/etcd-$i.log" 2>&1 &
+		ETCD_PIDS+=($!)
+	done
+	deadline=$((SECONDS + 120))
+	until grep -q "cluster is ready" "$SWORK/up.out"; do
+		alive "$UP_PID" || die "vetcd up exited before the cluster was ready"
+		((SECONDS < deadline)) || die "vetcd cluster not ready within 120 s"
+		sleep 0.5
+	done
+	until ctl "$ETCD_EPS" endpoint health >/dev/null 2>&1; do
+		for p in "${ETCD_PIDS[@]}"; do alive "$p" || die "an etcd member exited while starting"; done
+		((SECONDS < deadline)) || die "stock etcd cluster not healthy within 120 s"
+		sleep 0.5
+	done
+	log "$SIZE: both clusters ready"
+}
+
+# bench EPS DEADLINE NAME ARGS...: one run of etcd's benchmark tool, in the
+# background so that a signal reaches the EXIT trap at once. Its exit code
+# (124: over DEADLINE s).
+bench() {
+	local eps=$1 dl=$2 name=$3 rc=0
+	shift 3
+	GRPC_GO_LOG_SEVERITY_LEVEL=error timeout --kill-after=10 "$dl" "$BIN/benchmark" \
+		--endpoints="$eps" --cacert="$PKI/ca.crt" --cert="$PKI/client.crt" --key="$PKI/client.key" \
+		--dial-timeout=5s "$@" >"$RAW/$SIZE/$name.txt" 2>"$SWORK/$name.err" &
+	BENCH_PID=$!
+	wait "$BENCH_PID" || rc=$?
+	BENCH_PID=""
+	return "$rc"
+}
+
+# fill SYSTEM EPS: PUTS values of VAL_SIZE under distinct keys, then
+# SNAP_PUTS small puts to one key. If the big puts take longer than
+# FILL_DEADLINE, sets FILL_FAILED to why (and returns 0: a function called
+# in a condition would run without set -e).
+fill() {
+	local sys=$1 eps=$2 t0 rc=0
+	[[ -z $FILL_FAILED ]] || return 0
+	t0=$(now)
+	bench "$eps" "$FILL_DEADLINE" "fill-$sys" --conns=4 --clients=8 put --total="$PUTS" \
+		--val-size="$VAL_SIZE" --key-size=8 --sequential-keys --key-space-size="$PUTS" || rc=$?
+	if ((rc == 124 || rc == 137)); then
+		FILL_FAILED="filling $SIZE into $sys took longer than $FILL_DEADLINE s (the limit, FILL_DEADLINE); $(db_of "$eps" | cut -f1 | awk '{printf "%.0f MiB", $1 / 1048576}') reached"
+		return 0
+	fi
+	((rc == 0)) || die "filling $sys exited $rc: $(tail -n 3 "$SWORK/fill-$sys.err")"
+	meta "fill_big_s_$sys" "$(sub "$(now)" "$t0")"
+	# Distinct key length (16 B): never one of the big values' keys.
+	bench "$eps" 300 "fill-small-$sys" --conns=10 --clients=50 put --total="$SNAP_PUTS" \
+		--val-size=8 --key-size=16 --key-space-size=1 || die "small puts into $sys exited $?: $(tail -n 3 "$SWORK/fill-small-$sys.err")"
+	meta "fill_s_$sys" "$(sub "$(now)" "$t0")"
+}
+
+# start_trickle: the light write load on both clusters, through members 0
+# and 1 (never the member being replaced).
+start_trickle() {
+	local sys eps
+	for sys in vetcd etcd; do
+		case $sys in
+		vetcd) eps=https://127.0.0.1:$BASE,https://127.0.0.1:$((BASE + 10)) ;;
+		etcd) eps=https://127.0.0.1:$((BASE + 100)),https://127.0.0.1:$((BASE + 110)) ;;
+		esac
+		GRPC_GO_LOG_SEVERITY_LEVEL=error "$BIN/benchmark" --endpoints="$eps" --cacert="$PKI/ca.crt" \
+			--cert="$PKI/client.crt" --key="$PKI/client.key" --dial-timeout=5s --conns=1 --clients=1 \
+			put --rate="$TRICKLE_RATE" --total=1000000000 --val-size=8 --key-size=16 --key-space-size=1 \
+			>/dev/null 2>"$SWORK/trickle-$sys.err" &
+		TRICKLE_PIDS+=($!)
+	done
+}
+check_trickle() {
+	local p
+	for p in "${TRICKLE_PIDS[@]}"; do
+		alive "$p" || die "the light write load (pid $p) stopped: $(tail -n 3 "$SWORK"/trickle-*.err)"
+	done
+}
+
+# db_of EPS: dbSize, dbSizeInUse of the leader among EPS.
+db_of() {
+	ctl "$1" endpoint status -w json 2>/dev/null |
+		jq -r '[.[] | select(.Status.leader == .Status.header.member_id)][0].Status | "\(.dbSize)\t\(.dbSizeInUse)"'
+}
+
+# keys_of EP: how many keys EP holds, read from EP alone (serializable).
+keys_of() {
+	ctl "$1" get "" --prefix --count-only --consistency=s -w fields 2>/dev/null | awk -F' : ' '/^"Count"/ {print $2}'
+}
+
+# same_keys EP_A EP_B: true once both hold the same number of keys
+# (within 30 s); sets KEYS to it.
+same_keys() {
+	local deadline=$((SECONDS + 30)) a b
+	while ((SECONDS < deadline)); do
+		a=$(keys_of "$1") b=$(keys_of "$2")
+		[[ -n $a && $a == "$b" && $a != 0 ]] && { KEYS=$a; return 0; }
+		sleep 0.5
+	done
+	KEYS="$a/$b"
+	return 1
+}
+
+# snapshot_of LOG START: from the joiner's log lines, the received
+# snapshot's size in bytes, its download time (s) and when it was saved (s
+# after START), NA when no snapshot was received; then when the member
+# published itself to the cluster (s after START), which etcd does once it
+# has caught up and is ready to serve.
+snapshot_of() {
+	local line ts
+	line=$(grep -F '"msg":"received and saved database snapshot"' "$1" | tail -n 1 || true)
+	if [[ -z $line ]]; then
+		printf 'NA\tNA\tNA'
+	else
+		ts=$(jq -r '.ts' <<<"$line")
+		printf '%s\t%s\t%s' "$(jq -r '."incoming-snapshot-size-bytes"' <<<"$line")" \
+			"$(go_seconds "$(jq -r '."download-took"' <<<"$line")")" "$(sub "$(log_time "$ts")" "$2")"
+	fi
+	line=$(grep -F '"msg":"published local member to cluster through raft"' "$1" | head -n 1 || true)
+	if [[ -z $line ]]; then
+		printf '\tNA'
+	else
+		printf '\t%s' "$(sub "$(log_time "$(jq -r '.ts' <<<"$line")")" "$2")"
+	fi
+}
+
+# ---- vetcd: the volume of vetcd-2 is gone ------------------------------------------
+vetcd_recover() {
+	local rep=$1 pos=$2 st old_id old_pid new_pid off age t_fault t_cont t_start t_a t_b t_ready
+	local deadline polls=() db check=ok rfile=$RAW/$SIZE/vetcd.$rep.status.jsonl
+	st=$(vstatus) || die "vetcd status failed before the fault"
+	jq -e '[.members[] | select(.healthy and .role != "learner")] | length == 3' <<<"$st" >/dev/null ||
+		die "vetcd is not 3 healthy voters before the fault: $st"
+	old_id=$(jq -r '.members[] | select(.name == "vetcd-2") | .id' <<<"$st")
+	old_pid=$(cat "$VDIR/vetcd-2/pid")
+	ours "$old_pid" || die "vetcd-2 pid $old_pid is not a replica of this run"
+	db=$(db_of "$VETCD_EPS")
+	off=$(stat -c %s "$VDIR/vetcd-2/serve.log")
+	# The supervisor doubles its restart back-off (1 s, 2 s, 4 s, ...) for
+	# a replica that ran less than a minute; let it run longer, so that
+	# every fault meets the first back-off, 1 s.
+	age=$(sub "$(now)" "$(pstart "$old_pid")")
+	if awk -v a="$age" 'BEGIN {exit !(a < 62)}'; then
+		log "$SIZE vetcd #$rep: vetcd-2 has run ${age} s; waiting until 62 s so that its restart back-off is 1 s"
+		sleep "$(sub 62 "$age")"
+	fi
+
+	log "$SIZE vetcd #$rep: killing vetcd-2 (pid $old_pid) and deleting its data dir"
+	kill -STOP "$UP_PID"
+	HELD=1
+	t_fault=$(now)
+	kill -KILL "$old_pid"
+	wait_gone 30 "$old_pid" || die "vetcd-2 did not die within 30 s of kill -9"
+	rm -rf "$VDIR/vetcd-2/data"
+	kill -CONT "$UP_PID"
+	HELD=0
+	t_cont=$(now)
+
+	deadline=$((SECONDS + 30))
+	while :; do
+		new_pid=$(cat "$VDIR/vetcd-2/pid" 2>/dev/null || true)
+		[[ -n $new_pid && $new_pid != "$old_pid" ]] && alive "$new_pid" && break
+		((SECONDS < deadline)) || die "the supervisor did not restart vetcd-2 within 30 s"
+		sleep 0.05
+	done
+	t_start=$(pstart "$new_pid")
+
+	deadline=$((SECONDS + READY_DEADLINE))
+	while :; do
+		t_a=$(now)
+		st=$(vstatus) || st='{}'
+		t_b=$(now)
+		polls+=("$(sub "$t_b" "$t_a")")
+		printf '%s\t%s\n' "$t_b" "$(jq -c . <<<"$st" 2>/dev/null || echo '{}')" >>"$rfile"
+		if jq -e --arg old "$old_id" 'any(.members[]?; .name == "vetcd-2" and .id != $old and .role == "follower" and .healthy)' \
+			<<<"$st" >/dev/null 2>&1; then
+			t_ready=$t_b
+			break
+		fi
+		alive "$new_pid" || die "vetcd-2 (pid $new_pid) exited while recovering; see $VDIR/vetcd-2/serve.log"
+		((SECONDS < deadline)) || die "vetcd-2 not a healthy voter within $READY_DEADLINE s of its restart"
+		sleep 0.1
+	done
+	log "$SIZE vetcd #$rep: restart -> healthy voter $(sub "$t_ready" "$t_start") s (fault -> healthy voter $(sub "$t_ready" "$t_fault") s)"
+
+	tail -c +$((off + 1)) "$VDIR/vetcd-2/serve.log" >"$RAW/$SIZE/vetcd.$rep.serve.log"
+	same_keys "https://127.0.0.1:$BASE" "https://127.0.0.1:$((BASE + 20))" || check="keys differ: $KEYS"
+	deadline=$((SECONDS + 60))
+	until st=$(vstatus) && jq -e '([.members[] | select(.healthy and .role != "learner")] | length == 3) and ([.members[] | select(.role == "leader")] | length == 1)' <<<"$st" >/dev/null; do
+		((SECONDS < deadline)) || { check="not 3 healthy voters 60 s later"; break; }
+		sleep 0.5
+	done
+	[[ "$(cat "$VDIR/vetcd-2/pid" 2>/dev/null)" == "$new_pid" ]] || check="vetcd-2 restarted again"
+	row "$SIZE" vetcd "$rep" "$pos" "$db" "$KEYS" "$(sub "$t_ready" "$t_start")" "$(sub "$t_ready" "$t_fault")" \
+		"$(sub "$t_cont" "$t_fault")" "$(sub "$t_start" "$t_cont")" NA \
+		"$(snapshot_of "$RAW/$SIZE/vetcd.$rep.serve.log" "$t_start")" "$(median "${polls[@]}")" "$check"
+}
+
+# ---- etcd: a new member catches up by etcd's own snapshot transfer ----------------
+etcd_join() {
+	local rep=$1 pos=$2 out id ic dir pid t_start t_a t_b t_ready t_p deadline polls=() db st ml n
+	local check=ok lg=$SWORK/etcd-3.$rep.log rfile=$RAW/$SIZE/etcd.$rep.status.jsonl
+	db=$(db_of "$ETCD_EPS")
+	out=$(ctl "$ETCD_EPS" member add etcd-3 --learner --peer-urls="https://127.0.0.1:$((BASE + 131))") ||
+		die "member add failed: $out"
+	# etcdctl pads the hex ID with spaces to 16 characters.
+	id=$(sed -n 's/^Member  *\([0-9a-f]*\) added.*/\1/p' <<<"$out")
+	ic=$(sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p' <<<"$out")
+	[[ -n $id && -n $ic ]] || die "cannot read member add's answer: $out"
+	dir=$SWORK/etcd-3.$rep
+	log "$SIZE etcd #$rep: learner $id added; starting it with an empty data dir"
+	"$BIN/etcd" --name etcd-3 --data-dir "$dir" \
+		--listen-client-urls "$JOIN_EP" --advertise-client-urls "$JOIN_EP" \
+		--listen-peer-urls "https://127.0.0.1:$((BASE + 131))" --initial-advertise-peer-urls "https://127.0.0.1:$((BASE + 131))" \
+		--initial-cluster "$ic" --initial-cluster-state existing \
+		"${ETCD_FLAGS[@]}" >"$lg" 2>&1 &
+	pid=$!
+	ETCD_PIDS[3]=$pid
+	t_start=$(pstart "$pid")
+
+	t_ready=""
+	deadline=$((SECONDS + FLOOR_DEADLINE))
+	while :; do
+		t_a=$(now)
+		# Until the joiner is ready it accepts connections on its client
+		# port without answering them, so a status call would hang for its
+		# dial timeout. Ask it only once the voters list it as started (it
+		# has published its name and client URL, which etcd does once it
+		# has caught up).
+		# The voters are asked first, the joiner after them: with the
+		# light write load the leader's index moves, and the joiner has
+		# caught up once it has applied what the leader had applied a
+		# moment before.
+		st='[]'
+		if ml=$(ctl "$ETCD_EPS" member list -w json 2>/dev/null) &&
+			jq -e 'any(.members[]; .name == "etcd-3" and ((.clientURLs // []) | length) > 0)' <<<"$ml" >/dev/null 2>&1; then
+			st=$(jq -s 'add' <(ctl "$ETCD_EPS" endpoint status -w json 2>/dev/null || echo '[]') \
+				<(ctl "$JOIN_EP" endpoint status -w json 2>/dev/null || echo '[]'))
+		fi
+		t_b=$(now)
+		polls+=("$(sub "$t_b" "$t_a")")
+		printf '%s\t%s\n' "$t_b" "$(jq -c . <<<"$st" 2>/dev/null || echo '[]')" >>"$rfile"
+		if jq -e --arg j "$JOIN_EP" '
+			([.[] | select(.Endpoint != $j) | .Status.raftAppliedIndex] | max) as $m
+			| any(.[]; .Endpoint == $j and ((.Status.errors // []) | length) == 0 and .Status.raftAppliedIndex >= $m)' \
+			<<<"$st" >/dev/null 2>&1; then
+			t_ready=$t_b
+			break
+		fi
+		alive "$pid" || die "the joining etcd exited; see $lg"
+		if ((SECONDS >= deadline)); then
+			check="not caught up within $FLOOR_DEADLINE s"
+			log "$SIZE etcd #$rep: the joiner has $check; recording that and going on"
+			break
+		fi
+		sleep 0.1
+	done
+	if [[ -n $t_ready ]]; then
+		t_p=$(now)
+		deadline=$((SECONDS + 60))
+		until ctl "$ETCD_EPS" member promote "$id" >/dev/null 2>&1; do
+			((SECONDS < deadline)) || die "member promote $id did not succeed within 60 s"
+			sleep 0.1
+		done
+		t_p=$(sub "$(now)" "$t_p")
+		log "$SIZE etcd #$rep: start -> caught up $(sub "$t_ready" "$t_start") s; promote $t_p s"
+		same_keys "https://127.0.0.1:$((BASE + 100))" "$JOIN_EP" || check="keys differ: $KEYS"
+		t_ready=$(sub "$t_ready" "$t_start")
+	else
+		t_ready=NA t_p=NA KEYS=NA
+	fi
+	row "$SIZE" etcd "$rep" "$pos" "$db" "$KEYS" "$t_ready" NA NA NA "$t_p" \
+		"$(snapshot_of "$lg" "$t_start")" "$(median "${polls[@]}")" "$check"
+	# The whole log only when it is short or something went wrong.
+	if [[ $check != ok ]] || (($(stat -c %s "$lg") < 10000000)); then
+		cp "$lg" "$RAW/$SIZE/etcd.$rep.etcd-3.log"
+	else
+		head -c 10000000 "$lg" >"$RAW/$SIZE/etcd.$rep.etcd-3.log"
+	fi
+
+	# Remove it again; a removed member stops by itself.
+	ctl "$ETCD_EPS" member remove "$id" >/dev/null || die "member remove $id failed"
+	wait_gone 30 "$pid" || { log "the removed etcd did not stop within 30 s; killing it"; kill -KILL "$pid"; }
+	unset 'ETCD_PIDS[3]'
+	rm -rf "$dir"
+	deadline=$((SECONDS + 60))
+	until n=$(ctl "$ETCD_EPS" member list -w json 2>/dev/null | jq '.members | length') && ((n == 3)) &&
+		ctl "$ETCD_EPS" endpoint health >/dev/null 2>&1; do
+		((SECONDS < deadline)) || die "stock etcd not back to 3 healthy members within 60 s"
+		sleep 0.5
+	done
+}
+
+# ---- run -------------------------------------------------------------------------
+START=$SECONDS
+for SIZE in $SIZES; do
+	SWORK=$WORK/$SIZE
+	mkdir -p "$SWORK" "$RAW/$SIZE"
+	record_machine meta
+	meta vetcd_bin "$VETCD"
+	meta vetcd_bin_mtime "$(date -u -r "$VETCD" '+%Y-%m-%d %H:%M:%S UTC')"
+	meta repo_head "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	meta etcd_version "$("$BIN/etcd" --version | awk '/^etcd Version/ {print $3}')"
+	meta repeats "$REPEATS"
+	meta val_size "$VAL_SIZE"
+	meta snap_puts "$SNAP_PUTS"
+	meta quota_bytes "$QUOTA"
+	meta unresponsive_after "$UNRESPONSIVE_AFTER"
+	meta learner_stuck_after "$LEARNER_STUCK_AFTER"
+	meta fill_deadline "$FILL_DEADLINE"
+	PUTS=$((($(size_bytes "$SIZE") + VAL_SIZE - 1) / VAL_SIZE))
+	meta puts "$PUTS"
+	wait_quiet "$QUIET_WAIT"
+	meta busy_before_start_pct "$BUSY"
+	meta quiet_waited_seconds "$QUIET_WAITED"
+	meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+	t_size=$SECONDS
+
+	start_clusters
+	FILL_FAILED=""
+	log "$SIZE: filling both clusters with $PUTS values of $VAL_SIZE B, then $SNAP_PUTS small puts"
+	fill vetcd "$VETCD_EPS"
+	fill etcd "$ETCD_EPS"
+	if [[ -z $FILL_FAILED ]]; then
+		start_trickle
+		meta trickle_rate "$TRICKLE_RATE"
+		for ((rep = 1; rep <= REPEATS; rep++)); do
+			sleep "$SETTLE"
+			check_trickle
+			if ((rep % 2 == 1)); then
+				vetcd_recover "$rep" 1
+				sleep "$SETTLE"
+				etcd_join "$rep" 2
+			else
+				etcd_join "$rep" 1
+				sleep "$SETTLE"
+				vetcd_recover "$rep" 2
+			fi
+		done
+		check_trickle
+		# Whether the leaders sent snapshots (a check that the joiners did
+		# not catch up by replaying the log).
+		meta vetcd_snapshots_sent "$(cat "$VDIR"/vetcd-*/serve.log | grep -cF '"msg":"sent database snapshot"' || true)"
+		meta etcd_snapshots_sent "$(cat "$SWORK"/etcd-[012].log | grep -cF '"msg":"sent database snapshot"' || true)"
+		restarts=0
+		for i in 0 1 2; do
+			[[ -s $VDIR/vetcd-$i/restarts ]] && restarts=$((restarts + $(cat "$VDIR/vetcd-$i/restarts")))
+		done
+		meta vetcd_restarts "$restarts"
+	else
+		log "$SIZE not measured: $FILL_FAILED"
+		meta not_measured "$FILL_FAILED"
+	fi
+	meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+	meta duration_seconds "$((SECONDS - t_size))"
+	stop_clusters
+	VDIR=""
+	[[ ${KEEP_WORK:-0} == 1 ]] || rm -rf "$SWORK"
+	SWORK=$WORK
+done
+log "done in $((SECONDS - START)) s; results in $TSV"
