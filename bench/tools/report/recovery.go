@@ -4,10 +4,12 @@ package main
 // recovery-meta.tsv in the results directory).
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -39,6 +41,53 @@ type recRow struct {
 	serving                 float64 // caught up and published to the cluster, seconds after the start
 	poll                    float64 // median duration of one poll
 	check                   string
+	// publishFailed: the joiner's log has "failed to publish local member
+	// to cluster through raft" (its first publish request timed out after
+	// etcd's 7 s publish timeout); -1 when its log is not in the results.
+	publishFailed int
+}
+
+// joinerLog is where recovery.sh keeps the joiner's log of one run.
+func joinerLog(in string, r recRow) string {
+	if r.system == "vetcd" {
+		return filepath.Join(in, "recovery-raw", r.size, fmt.Sprintf("vetcd.%d.serve.log", r.repeat))
+	}
+	return filepath.Join(in, "recovery-raw", r.size, fmt.Sprintf("etcd.%d.etcd-3.log", r.repeat))
+}
+
+// loadPublishFailures reads every run's joiner log for failed publish
+// requests.
+func loadPublishFailures(in string, rows []recRow) {
+	for i := range rows {
+		b, err := os.ReadFile(joinerLog(in, rows[i]))
+		if err != nil {
+			rows[i].publishFailed = -1
+			continue
+		}
+		rows[i].publishFailed = bytes.Count(b, []byte(`"msg":"failed to publish local member to cluster through raft"`))
+	}
+}
+
+// clean keeps the runs whose joiner's publish request did not time out.
+func clean(rows []recRow) []recRow {
+	var out []recRow
+	for _, r := range rows {
+		if r.publishFailed == 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// yesNo shows a publish-failure count.
+func yesNo(n int) string {
+	switch {
+	case n < 0:
+		return "?"
+	case n == 0:
+		return "no"
+	}
+	return "**yes**"
 }
 
 // num parses a number; "NA" (or anything else unparsable) is NaN.
@@ -155,6 +204,14 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2f", r)
 }
 
+// verdictOf is the target verdict for medians v (vetcd) and e (floor).
+func verdictOf(v, e float64) string {
+	if math.IsNaN(v) || math.IsNaN(e) {
+		return "no verdict"
+	}
+	return metOrNot(v <= recoveryTarget*e)
+}
+
 // rangeOf is "min–max" of f over rows.
 func rangeOf(rows []recRow, f func(recRow) float64) string {
 	var xs []float64
@@ -190,6 +247,7 @@ func renderRecovery(w func(string, ...any), in string) error {
 	if err != nil {
 		return err
 	}
+	loadPublishFailures(in, rows)
 
 	// Sizes: the issue's, then any other that was run, smallest first.
 	sizes := slices.Clone(recoverySizes)
@@ -238,8 +296,9 @@ func renderRecovery(w func(string, ...any), in string) error {
 	w("cluster run side by side with the same etcd flags (steady.sh's, plus `--quota-backend-bytes=%s` on both). Both\n", shared["quota_bytes"])
 	w("are filled the same way: the size in 256 KiB values under distinct keys (MB = MiB, GB = GiB), then %s small\n", shared["snap_puts"])
 	w("puts to one key, so that etcd's raft log (it keeps 5000 entries behind the applied index) no longer holds the\n")
-	w("big entries and a new member must catch up from a snapshot of the database. Then, %s times per size, alternating\n", shared["repeats"])
-	w("which system goes first:\n\n")
+	w("big entries and a new member must catch up from a snapshot of the database. Then, %s times per size: %s joins\n", shared["repeats"], shared["floor_runs"])
+	w("of a stock etcd member (the floor), then one vetcd fault; the joins fill most of the minute that vetcd-2 must run\n")
+	w("before its next fault, so that the supervisor's restart back-off is always its first, 1 s.\n\n")
 	w("- **vetcd**, fault \"volume gone\": `vetcd up` is paused (SIGSTOP), replica vetcd-2 is killed (`kill -9`) and its\n")
 	w("  data dir deleted, `vetcd up` resumes and restarts it after its 1 s back-off. The replica finds its data dir\n")
 	w("  empty at start, removes its stale member, joins as a learner, etcd sends it a snapshot, and the leader's\n")
@@ -256,6 +315,11 @@ func renderRecovery(w func(string, ...any), in string) error {
 	w("applies a snapshot, only when it applies entries, so a joiner whose snapshot index is above 5000 refuses its own\n")
 	w("\"publish member\" request with \"too many requests\" until the cluster commits another entry. A stock joiner that\n")
 	w("has not caught up within the deadline is recorded as such and left out of the floor's median.\n\n")
+	w("In some runs of both systems the joiner's first \"publish member\" request timed out after etcd's 7 s publish\n")
+	w("timeout (its log says \"failed to publish local member to cluster through raft\": \"request timed out\"), and\n")
+	w("the retry succeeded at once: those runs take about 7 s longer, in vetcd and in stock etcd alike. The verdict is\n")
+	w("given twice: over all runs, and over the runs in which this did not happen (vetcd's own cost against the\n")
+	w("transfer, without an etcd delay that both systems share).\n\n")
 	w("The detection threshold (`recovery.unresponsiveAfter`, configured %s; `learnerStuckAfter` %s) does not apply to\n",
 		durationLabel(shared["unresponsive_after"]), durationLabel(shared["learner_stuck_after"]))
 	w("this fault: the replica detects its empty data dir itself when it starts, so nothing waits for a threshold,\n")
@@ -263,7 +327,7 @@ func renderRecovery(w func(string, ...any), in string) error {
 	w("without exiting) adds up to that threshold to vetcd's time; it is not measured here.\n\n")
 	w("Each time is taken at the end of the first status poll that saw the state (a poll is one whole `vetcd status`\n")
 	w("or `etcdctl` run), so it can be late by up to one poll; the median poll durations are listed per size.\n")
-	w("Times are medians over the repeats.\n\n")
+	w("Times are medians over the runs.\n\n")
 
 	memKiB, _ := strconv.ParseFloat(shared["mem_kib"], 64)
 	w("| | |\n|---|---|\n")
@@ -275,62 +339,92 @@ func renderRecovery(w func(string, ...any), in string) error {
 	w("| vetcd | bin/vetcd built %s, repository at %s when the run started |\n\n", shared["vetcd_bin_mtime"], shared["repo_head"])
 
 	w("### Summary\n\n")
-	w("| Database | Size reached (vetcd, etcd) | vetcd restart → healthy voter | Floor: etcd start → caught up | Ratio vetcd/floor | Target ≤ %.1f × floor | Verdict | vetcd kill → healthy voter | etcd promote |\n", recoveryTarget)
-	w("|---|---:|---:|---:|---:|---:|---|---:|---:|\n")
-	type verdict struct {
-		size string
-		ok   bool
+	// verdictLine writes which sizes met the target.
+	verdictLine := func(prefix string, passed, failed []string) {
+		switch {
+		case len(passed)+len(failed) == 0:
+			w("%sno size has runs to compare.\n\n", prefix)
+		case len(failed) == 0:
+			w("%sthe target is met for every size measured (%s).\n\n", prefix, strings.Join(passed, ", "))
+		default:
+			w("%sthe target is **not met** for %s", prefix, strings.Join(failed, ", "))
+			if len(passed) > 0 {
+				w("; it is met for %s", strings.Join(passed, ", "))
+			}
+			w(".\n\n")
+		}
 	}
-	var verdicts []verdict
+	ready := func(r recRow) float64 { return r.ready }
 	var notMeasured []string
+
+	w("Runs in which the joiner's first publish request did not time out (vetcd's own cost against etcd's transfer):\n\n")
+	w("| Database | Size reached (vetcd, etcd) | Runs kept (vetcd, etcd) | vetcd restart → healthy voter | Floor: etcd start → caught up | Ratio vetcd/floor | Target ≤ %.1f × floor | Verdict |\n", recoveryTarget)
+	w("|---|---:|---:|---:|---:|---:|---:|---|\n")
+	var passed, failed []string
 	for _, s := range sizes {
-		v, e := bySize[s]["vetcd"], bySize[s]["etcd"]
-		if len(v) == 0 || len(e) == 0 {
+		av, ae := bySize[s]["vetcd"], bySize[s]["etcd"]
+		if len(av) == 0 || len(ae) == 0 {
 			why := "not run"
 			if m := meta[s]; m != nil && m["not_measured"] != "" {
 				why = m["not_measured"]
 			}
 			notMeasured = append(notMeasured, s)
-			w("| %s | – | not measured | not measured | – | – | – (%s) | – | – |\n", sizeTitle(s), why)
+			w("| %s | – | – | not measured | not measured | – | – | – (%s) |\n", sizeTitle(s), why)
 			continue
 		}
-		vm := medianOf(v, func(r recRow) float64 { return r.ready })
-		em := medianOf(e, func(r recRow) float64 { return r.ready })
+		v, e := clean(av), clean(ae)
+		vm, em := medianOf(v, ready), medianOf(e, ready)
+		size := fmt.Sprintf("%s, %s", bytesMiB(medianOf(av, func(r recRow) float64 { return r.dbSize })),
+			bytesMiB(medianOf(ae, func(r recRow) float64 { return r.dbSize })))
+		kept := fmt.Sprintf("%d of %d, %d of %d", len(v), len(av), len(e), len(ae))
 		if math.IsNaN(vm) || math.IsNaN(em) {
-			notMeasured = append(notMeasured, s)
-			w("| %s | – | %s | %s | – | – | – (no complete run) | – | – |\n", sizeTitle(s), secs(vm), secs(em))
+			w("| %s | %s | %s | %s | %s | – | – | – (too few runs) |\n", sizeTitle(s), size, kept, secs(vm), secs(em))
 			continue
 		}
 		ok := vm <= recoveryTarget*em
-		verdicts = append(verdicts, verdict{s, ok})
-		w("| %s | %s, %s | %s | %s | %s | %s | %s | %s | %s |\n", sizeTitle(s),
-			bytesMiB(medianOf(v, func(r recRow) float64 { return r.dbSize })),
-			bytesMiB(medianOf(e, func(r recRow) float64 { return r.dbSize })),
-			secs(vm), secs(em), ratio(vm, em), secs(recoveryTarget*em), metOrNot(ok),
+		if ok {
+			passed = append(passed, sizeTitle(s))
+		} else {
+			failed = append(failed, sizeTitle(s))
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sizeTitle(s), size, kept, secs(vm), secs(em), ratio(vm, em),
+			secs(recoveryTarget*em), metOrNot(ok))
+	}
+	w("\n")
+	verdictLine("Over these runs, ", passed, failed)
+
+	w("All runs, including those with etcd's 7 s publish timeout:\n\n")
+	w("| Database | vetcd restart → healthy voter | Floor: etcd start → caught up | Ratio vetcd/floor | Target ≤ %.1f × floor | Verdict | Runs with the publish timeout (vetcd, etcd) | vetcd kill → healthy voter | etcd promote |\n", recoveryTarget)
+	w("|---|---:|---:|---:|---:|---|---:|---:|---:|\n")
+	passed, failed = nil, nil
+	for _, s := range sizes {
+		v, e := bySize[s]["vetcd"], bySize[s]["etcd"]
+		if len(v) == 0 || len(e) == 0 {
+			continue
+		}
+		vm, em := medianOf(v, ready), medianOf(e, ready)
+		stalls := fmt.Sprintf("%d of %d, %d of %d", len(v)-len(clean(v)), len(v), len(e)-len(clean(e)), len(e))
+		if math.IsNaN(vm) || math.IsNaN(em) {
+			notMeasured = append(notMeasured, s)
+			w("| %s | %s | %s | – | – | – (no complete run) | %s | – | – |\n", sizeTitle(s), secs(vm), secs(em), stalls)
+			continue
+		}
+		ok := vm <= recoveryTarget*em
+		if ok {
+			passed = append(passed, sizeTitle(s))
+		} else {
+			failed = append(failed, sizeTitle(s))
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sizeTitle(s), secs(vm), secs(em), ratio(vm, em),
+			secs(recoveryTarget*em), metOrNot(ok), stalls,
 			secs(medianOf(v, func(r recRow) float64 { return r.faultToReady })),
 			secs(medianOf(e, func(r recRow) float64 { return r.promote })))
 	}
 	w("\n")
-	var failed, passed []string
-	for _, v := range verdicts {
-		if v.ok {
-			passed = append(passed, sizeTitle(v.size))
-		} else {
-			failed = append(failed, sizeTitle(v.size))
-		}
-	}
-	switch {
-	case len(verdicts) == 0:
-		w("No size was measured.\n\n")
-	case len(failed) == 0:
-		w("The target is met for every size measured (%s).\n\n", strings.Join(passed, ", "))
-	default:
-		w("The target is **not met** for %s", strings.Join(failed, ", "))
-		if len(passed) > 0 {
-			w("; it is met for %s", strings.Join(passed, ", "))
-		}
-		w(".\n\n")
-	}
+	verdictLine("Over all runs, ", passed, failed)
+	w("Over all runs the medians depend on how many runs of each system met the publish timeout, which happened at\n")
+	w("random here; the per-size tables below show every run.\n\n")
+
 	for _, s := range notMeasured {
 		why := "it was not run"
 		if m := meta[s]; m != nil && m["not_measured"] != "" {
@@ -363,42 +457,15 @@ func renderRecovery(w func(string, ...any), in string) error {
 			bytesMiB(medianOf(e, func(r recRow) float64 { return r.dbInUse })))
 		w("to the leader's: %s. Load average %s at start, %s at end.\n\n", keysLabel(v, e), m["loadavg_start"], m["loadavg_end"])
 
-		w("| Repeat | vetcd restart → healthy voter | vetcd kill → healthy voter | etcd start → caught up | Ratio | etcd promote | Snapshot received (vetcd, etcd) | Snapshot download (vetcd, etcd) | Snapshot saved after start (vetcd, etcd) | Serving, caught up, after start (vetcd, etcd) | Checks |\n")
-		w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
-		reps := map[int][2]*recRow{}
-		for i := range v {
-			p := reps[v[i].repeat]
-			p[0] = &v[i]
-			reps[v[i].repeat] = p
-		}
-		for i := range e {
-			p := reps[e[i].repeat]
-			p[1] = &e[i]
-			reps[e[i].repeat] = p
-		}
-		var keys []int
-		for k := range reps {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			p := reps[k]
-			if p[0] == nil || p[1] == nil {
-				continue
-			}
-			vr, er := p[0], p[1]
-			first := "vetcd first"
-			if er.position == 1 {
-				first = "etcd first"
-			}
-			checks := "ok"
-			if vr.check != "ok" || er.check != "ok" {
-				checks = fmt.Sprintf("vetcd: %s; etcd: %s", vr.check, er.check)
-			}
-			w("| %d (%s) | %s | %s | %s | %s | %s | %s, %s | %s, %s | %s, %s | %s, %s | %s |\n", k, first,
-				secs(vr.ready), secs(vr.faultToReady), secs(er.ready), ratio(vr.ready, er.ready), secs(er.promote),
-				bytesMiB(vr.snapBytes), bytesMiB(er.snapBytes), secs(vr.snapDownload), secs(er.snapDownload),
-				secs(vr.snapSaved), secs(er.snapSaved), secs(vr.serving), secs(er.serving), checks)
+		w("Every run, in the order run (\"ready\" is restart → healthy voter for vetcd, start → caught up for etcd):\n\n")
+		w("| # | System | Ready | vetcd kill → healthy voter | etcd promote | 7 s publish timeout | Snapshot received | Snapshot download | Snapshot saved after start | Serving after start | Check |\n")
+		w("|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|\n")
+		runs := append(slices.Clone(v), e...)
+		slices.SortFunc(runs, func(a, b recRow) int { return a.position - b.position })
+		for _, r := range runs {
+			w("| %d | %s %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.position, r.system, r.repeat,
+				secs(r.ready), secs(r.faultToReady), secs(r.promote), yesNo(r.publishFailed), bytesMiB(r.snapBytes),
+				secs(r.snapDownload), secs(r.snapSaved), secs(r.serving), r.check)
 		}
 		w("\n")
 		var failed []string
@@ -413,49 +480,41 @@ func renderRecovery(w func(string, ...any), in string) error {
 		}
 		vm := medianOf(v, func(r recRow) float64 { return r.ready })
 		em := medianOf(e, func(r recRow) float64 { return r.ready })
-		vs := medianOf(v, func(r recRow) float64 { return r.snapSaved })
-		es := medianOf(e, func(r recRow) float64 { return r.snapSaved })
-		vv := medianOf(v, func(r recRow) float64 { return r.serving })
-		ev := medianOf(e, func(r recRow) float64 { return r.serving })
-		vp := medianOf(v, func(r recRow) float64 { return r.ready - r.serving })
-		ep := medianOf(e, func(r recRow) float64 { return r.ready - r.serving })
-		w("Median vetcd %s against a floor of %s: ratio %s (per repeat %s; target ≤ %.1f: %s).\n", secs(vm), secs(em), ratio(vm, em),
-			rangeOf(pair(v, e), func(r recRow) float64 { return r.ready }), recoveryTarget, metOrNot(vm <= recoveryTarget*em))
+		// The breakdown leaves out the runs with etcd's publish timeout,
+		// which would put 7 s into "serving" for both systems.
+		cv, ce := clean(v), clean(e)
+		vs := medianOf(cv, func(r recRow) float64 { return r.snapSaved })
+		es := medianOf(ce, func(r recRow) float64 { return r.snapSaved })
+		vv := medianOf(cv, func(r recRow) float64 { return r.serving })
+		ev := medianOf(ce, func(r recRow) float64 { return r.serving })
+		vp := medianOf(cv, func(r recRow) float64 { return r.ready - r.serving })
+		ep := medianOf(ce, func(r recRow) float64 { return r.ready - r.serving })
+		cvm, cem := medianOf(cv, func(r recRow) float64 { return r.ready }), medianOf(ce, func(r recRow) float64 { return r.ready })
+		w("Runs without the publish timeout: vetcd %d of %d, median %s (range %s); floor %d of %d, median %s (range %s);\n",
+			len(cv), len(v), secs(cvm), rangeOf(cv, func(r recRow) float64 { return r.ready }),
+			len(ce), len(e), secs(cem), rangeOf(ce, func(r recRow) float64 { return r.ready }))
+		w("ratio %s (target ≤ %.1f: %s). All runs: vetcd median %s, floor median %s, ratio %s (%s).\n", ratio(cvm, cem), recoveryTarget,
+			verdictOf(cvm, cem), secs(vm), secs(em), ratio(vm, em), verdictOf(vm, em))
 		if !math.IsNaN(vs) && !math.IsNaN(es) && !math.IsNaN(vv) && !math.IsNaN(ev) {
-			w("Where the time goes (medians, from the joiners' own logs): the snapshot was on disk %s (vetcd) and %s (etcd)\n", secs(vs), secs(es))
-			w("after the process start, and the joiner was caught up and serving (it had published itself to the cluster)\n")
-			w("after %s and %s; vetcd's part includes its start-up checks, removing its stale member and adding itself as\n", secs(vv), secs(ev))
-			w("a learner. From serving to a healthy voter vetcd took %s more: the leader's controller promotes a caught-up\n", secs(vp))
-			w("learner on one of its passes (1 s apart) and the next `vetcd status` poll sees it. etcd's poll saw its caught-up\n")
-			w("joiner %s after it was serving.\n", secs(ep))
+			w("Where the time goes (medians over the runs without the publish timeout, from the joiners' own logs): the\n")
+			w("snapshot was on disk %s (vetcd) and %s (etcd) after the process start, and the joiner was caught up and\n", secs(vs), secs(es))
+			w("serving (it had published itself to the cluster) after %s and %s; vetcd's part includes its start-up checks,\n", secs(vv), secs(ev))
+			w("removing its stale member and adding itself as a learner. From serving to a healthy voter vetcd took %s more:\n", secs(vp))
+			w("the leader's controller promotes a caught-up learner once it sees it answer, and the next `vetcd status` poll\n")
+			w("sees the promotion. etcd's poll saw its caught-up joiner %s after it was serving.\n", secs(ep))
 		} else {
-			w("**A joiner's log lacks the snapshot or the publish line** in at least one run (see the table): it may have\n")
-			w("caught up without a snapshot.\n")
+			w("No breakdown: no run without the publish timeout, or a joiner's log lacks the snapshot or the publish line\n")
+			w("(see the table; a joiner without a snapshot line may have caught up without a snapshot).\n")
 		}
-		w("Median poll durations: `vetcd status` %s, `etcdctl` %s. vetcd hold (kill to supervisor resumed) %s, restart\n",
-			secs(medianOf(v, func(r recRow) float64 { return r.poll })), secs(medianOf(e, func(r recRow) float64 { return r.poll })),
+		w("Median poll durations: `vetcd status` %s, `etcdctl` %s (a poll that reaches a joiner which does not serve yet\n",
+			secs(medianOf(v, func(r recRow) float64 { return r.poll })), secs(medianOf(e, func(r recRow) float64 { return r.poll })))
+		w("waits for it and returns once it answers). vetcd hold (kill to supervisor resumed) %s, restart delay (resumed\n",
 			secs(medianOf(v, func(r recRow) float64 { return r.hold })))
-		w("delay (resumed to new process) %s. Snapshots sent by the leaders in this size's run: vetcd %s, etcd %s. Supervisor\n",
+		w("to new process) %s. Snapshots sent by the leaders in this size's run: vetcd %s, etcd %s. Supervisor\n",
 			secs(medianOf(v, func(r recRow) float64 { return r.restartDelay })), m["vetcd_snapshots_sent"], m["etcd_snapshots_sent"])
 		w("restarts of vetcd replicas: %s (one per fault expected).\n\n", m["vetcd_restarts"])
 	}
 	return nil
-}
-
-// pair turns the vetcd rows into rows whose ready is vetcd's divided by the
-// etcd row's of the same repeat.
-func pair(v, e []recRow) []recRow {
-	var out []recRow
-	for _, a := range v {
-		for _, b := range e {
-			if a.repeat == b.repeat {
-				r := a
-				r.ready = a.ready / b.ready
-				out = append(out, r)
-			}
-		}
-	}
-	return out
 }
 
 // keysLabel says whether the recovered members held as many keys as the
