@@ -4,6 +4,11 @@
 # The caller defines log and die, and sets WORK to its temp dir before it
 # calls ours.
 
+# nap SECONDS: sleep; a sleep killed from outside (another user's broad
+# kill) does not end the run under set -e. A signal to the script itself
+# still reaches its traps.
+nap() { sleep "$1" || true; }
+
 # machine_ticks: busy and total CPU ticks of the whole machine (/proc/stat).
 machine_ticks() {
 	awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; total = busy + $5 + $6; print busy, total; exit}' /proc/stat
@@ -25,7 +30,7 @@ wait_quiet() {
 	local t0=$SECONDS a
 	while :; do
 		a=$(machine_ticks)
-		sleep 2
+		nap 2
 		BUSY=$(pct "$a" "$(machine_ticks)")
 		((BUSY < 25 || SECONDS - t0 >= $1)) && break
 		log "machine ${BUSY}% busy with other work; waiting up to $1 s for it to calm down"
@@ -50,7 +55,7 @@ wait_gone() {
 		local any=0
 		for p in "$@"; do alive "$p" && any=1; done
 		((any)) || return 0
-		sleep 0.2
+		nap 0.2
 	done
 	return 1
 }

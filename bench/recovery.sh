@@ -287,7 +287,7 @@ start_clusters() {
 	until [[ -s $PKI/member.key && -s $PKI/client.key ]]; do
 		alive "$UP_PID" || die "vetcd up exited before writing its certificates"
 		((SECONDS < deadline)) || die "vetcd up wrote no certificates within 60 s"
-		sleep 0.2
+		nap 0.2
 	done
 	# steady.sh's flags (the ones vetcd gives its embedded etcd), plus the
 	# same quota as vetcd's extraArgs.
@@ -313,12 +313,12 @@ start_clusters() {
 	until grep -q "cluster is ready" "$SWORK/up.out"; do
 		alive "$UP_PID" || die "vetcd up exited before the cluster was ready"
 		((SECONDS < deadline)) || die "vetcd cluster not ready within 120 s"
-		sleep 0.5
+		nap 0.5
 	done
 	until ctl "$ETCD_EPS" endpoint health >/dev/null 2>&1; do
 		for p in "${ETCD_PIDS[@]}"; do alive "$p" || die "an etcd member exited while starting"; done
 		((SECONDS < deadline)) || die "stock etcd cluster not healthy within 120 s"
-		sleep 0.5
+		nap 0.5
 	done
 	log "$SIZE: both clusters ready"
 }
@@ -402,7 +402,7 @@ same_keys() {
 	while ((SECONDS < deadline)); do
 		a=$(keys_of "$1") b=$(keys_of "$2")
 		[[ -n $a && $a == "$b" && $a != 0 ]] && { KEYS=$a; return 0; }
-		sleep 0.5
+		nap 0.5
 	done
 	KEYS="$a/$b"
 	return 1
@@ -449,7 +449,10 @@ vetcd_recover() {
 	age=$(sub "$(now)" "$(pstart "$old_pid")")
 	if awk -v a="$age" 'BEGIN {exit !(a < 62)}'; then
 		log "$SIZE vetcd #$rep: vetcd-2 has run ${age} s; waiting until 62 s so that its restart back-off is 1 s"
-		sleep "$(sub 62 "$age")"
+		while awk -v a="$age" 'BEGIN {exit !(a < 62)}'; do
+			nap "$(awk -v a="$age" 'BEGIN {d = 62 - a; printf "%.2f", (d < 1 ? d : 1)}')"
+			age=$(sub "$(now)" "$(pstart "$old_pid")")
+		done
 	fi
 
 	log "$SIZE vetcd #$rep: killing vetcd-2 (pid $old_pid) and deleting its data dir"
@@ -468,7 +471,7 @@ vetcd_recover() {
 		new_pid=$(cat "$VDIR/vetcd-2/pid" 2>/dev/null || true)
 		[[ -n $new_pid && $new_pid != "$old_pid" ]] && alive "$new_pid" && break
 		((SECONDS < deadline)) || die "the supervisor did not restart vetcd-2 within 30 s"
-		sleep 0.05
+		nap 0.05
 	done
 	t_start=$(pstart "$new_pid")
 
@@ -486,7 +489,7 @@ vetcd_recover() {
 		fi
 		alive "$new_pid" || die "vetcd-2 (pid $new_pid) exited while recovering; see $VDIR/vetcd-2/serve.log"
 		((SECONDS < deadline)) || die "vetcd-2 not a healthy voter within $READY_DEADLINE s of its restart"
-		sleep 0.1
+		nap 0.1
 	done
 	log "$SIZE vetcd #$rep: restart -> healthy voter $(sub "$t_ready" "$t_start") s (fault -> healthy voter $(sub "$t_ready" "$t_fault") s)"
 
@@ -495,7 +498,7 @@ vetcd_recover() {
 	deadline=$((SECONDS + 60))
 	until st=$(vstatus) && jq -e '([.members[] | select(.healthy and .role != "learner")] | length == 3) and ([.members[] | select(.role == "leader")] | length == 1)' <<<"$st" >/dev/null; do
 		((SECONDS < deadline)) || { check="not 3 healthy voters 60 s later"; break; }
-		sleep 0.5
+		nap 0.5
 	done
 	[[ "$(cat "$VDIR/vetcd-2/pid" 2>/dev/null)" == "$new_pid" ]] || check="vetcd-2 restarted again"
 	row "$SIZE" vetcd "$rep" "$pos" "$db" "$KEYS" "$(sub "$t_ready" "$t_start")" "$(sub "$t_ready" "$t_fault")" \
@@ -560,14 +563,14 @@ etcd_join() {
 			log "$SIZE etcd #$rep: the joiner has $check; recording that and going on"
 			break
 		fi
-		sleep 0.1
+		nap 0.1
 	done
 	if [[ -n $t_ready ]]; then
 		t_p=$(now)
 		deadline=$((SECONDS + 60))
 		until ctl "$ETCD_EPS" member promote "$id" >/dev/null 2>&1; do
 			((SECONDS < deadline)) || die "member promote $id did not succeed within 60 s"
-			sleep 0.1
+			nap 0.1
 		done
 		t_p=$(sub "$(now)" "$t_p")
 		log "$SIZE etcd #$rep: start -> caught up $(sub "$t_ready" "$t_start") s; promote $t_p s"
@@ -594,7 +597,7 @@ etcd_join() {
 	until n=$(ctl "$ETCD_EPS" member list -w json 2>/dev/null | jq '.members | length') && ((n == 3)) &&
 		ctl "$ETCD_EPS" endpoint health >/dev/null 2>&1; do
 		((SECONDS < deadline)) || die "stock etcd not back to 3 healthy members within 60 s"
-		sleep 0.5
+		nap 0.5
 	done
 }
 
@@ -635,12 +638,12 @@ for SIZE in $SIZES; do
 		seq=0 join=0
 		for ((rep = 1; rep <= REPEATS; rep++)); do
 			for ((k = 1; k <= FLOOR_RUNS; k++)); do
-				sleep "$SETTLE"
+				nap "$SETTLE"
 				check_trickle
 				join=$((join + 1)) seq=$((seq + 1))
 				etcd_join "$join" "$seq"
 			done
-			sleep "$SETTLE"
+			nap "$SETTLE"
 			check_trickle
 			seq=$((seq + 1))
 			vetcd_recover "$rep" "$seq"

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -45,6 +46,9 @@ type recRow struct {
 	// to cluster through raft" (its first publish request timed out after
 	// etcd's 7 s publish timeout); -1 when its log is not in the results.
 	publishFailed int
+	// retried: the errors of the vetcd replica's failed steps that it
+	// retried ("replica step failed; retrying"), from its log.
+	retried []string
 }
 
 // joinerLog is where recovery.sh keeps the joiner's log of one run.
@@ -65,6 +69,17 @@ func loadPublishFailures(in string, rows []recRow) {
 			continue
 		}
 		rows[i].publishFailed = bytes.Count(b, []byte(`"msg":"failed to publish local member to cluster through raft"`))
+		for _, l := range bytes.Split(b, []byte("\n")) {
+			if !bytes.Contains(l, []byte(`"msg":"replica step failed; retrying"`)) {
+				continue
+			}
+			var m struct {
+				Error string `json:"error"`
+			}
+			if json.Unmarshal(l, &m) == nil {
+				rows[i].retried = append(rows[i].retried, m.Error)
+			}
+		}
 	}
 }
 
@@ -331,7 +346,7 @@ func renderRecovery(w func(string, ...any), in string) error {
 
 	memKiB, _ := strconv.ParseFloat(shared["mem_kib"], 64)
 	w("| | |\n|---|---|\n")
-	w("| Command | `make -C bench recovery` (all sizes) or `SIZES=100MB make -C bench recovery` (one; the others' results are kept) |\n")
+	w("| Command | `make -C bench recovery` (all sizes) or `SIZES=100MB make -C bench recovery` (one; the others' results are kept); knobs SIZES, REPEATS, FLOOR_RUNS, FILL_DEADLINE, READY_DEADLINE, FLOOR_DEADLINE, TRICKLE_RATE, QUIET_WAIT |\n")
 	if shared["nproc"] != "" {
 		w("| Machine | %s CPUs (%s), %.1f GiB memory, %s |\n", shared["nproc"], shared["cpu"], memKiB/1024/1024, shared["kernel"])
 	}
@@ -455,7 +470,8 @@ func renderRecovery(w func(string, ...any), in string) error {
 			m["fill_big_s_vetcd"], m["fill_big_s_etcd"],
 			bytesMiB(medianOf(v, func(r recRow) float64 { return r.dbInUse })),
 			bytesMiB(medianOf(e, func(r recRow) float64 { return r.dbInUse })))
-		w("to the leader's: %s. Load average %s at start, %s at end.\n\n", keysLabel(v, e), m["loadavg_start"], m["loadavg_end"])
+		w("to the leader's: %s. Load average %s at start, %s at end; this size took %s s in all.\n\n", keysLabel(v, e),
+			m["loadavg_start"], m["loadavg_end"], m["duration_seconds"])
 
 		w("Every run, in the order run (\"ready\" is restart → healthy voter for vetcd, start → caught up for etcd):\n\n")
 		w("| # | System | Ready | vetcd kill → healthy voter | etcd promote | 7 s publish timeout | Snapshot received | Snapshot download | Snapshot saved after start | Serving after start | Check |\n")
@@ -463,9 +479,13 @@ func renderRecovery(w func(string, ...any), in string) error {
 		runs := append(slices.Clone(v), e...)
 		slices.SortFunc(runs, func(a, b recRow) int { return a.position - b.position })
 		for _, r := range runs {
+			check := r.check
+			if len(r.retried) > 0 {
+				check += fmt.Sprintf("; the replica retried a failed step (%s)", strings.Join(r.retried, "; "))
+			}
 			w("| %d | %s %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.position, r.system, r.repeat,
 				secs(r.ready), secs(r.faultToReady), secs(r.promote), yesNo(r.publishFailed), bytesMiB(r.snapBytes),
-				secs(r.snapDownload), secs(r.snapSaved), secs(r.serving), r.check)
+				secs(r.snapDownload), secs(r.snapSaved), secs(r.serving), check)
 		}
 		w("\n")
 		var failed []string
