@@ -79,6 +79,9 @@ func Fingerprint(ms []Member) string {
 	return strings.Join(parts, ",")
 }
 
+// Find returns the member with the given ID.
+func Find(ms []Member, id uint64) (Member, bool) { return find(ms, id) }
+
 func find(ms []Member, id uint64) (Member, bool) {
 	for _, m := range ms {
 		if m.ID == id {

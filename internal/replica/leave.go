@@ -67,7 +67,7 @@ func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desi
 			clientURLs[pm.ID] = m.ClientURLs[0]
 		}
 	}
-	self, ok := findMember(members, selfID)
+	self, ok := plan.Find(members, selfID)
 	if !ok {
 		return nil // already removed
 	}
@@ -207,13 +207,4 @@ func (r *Replica) waitApplied(ctx context.Context, s *etcdserver.EtcdServer, sel
 		}
 	}
 	return nil
-}
-
-func findMember(ms []plan.Member, id uint64) (plan.Member, bool) {
-	for _, m := range ms {
-		if m.ID == id {
-			return m, true
-		}
-	}
-	return plan.Member{}, false
 }
