@@ -6,8 +6,10 @@ export GOTOOLCHAIN := local
 export GOFLAGS     := -buildvcs=false
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+# Real servers the tests use (MinIO, a registry, helm, kube-apiserver): see hack/tools.
+export VETCD_TEST_BIN := $(abspath $(BIN)/test)
 
-.PHONY: all build test lint unit e2e tools bench clean
+.PHONY: all build test lint unit e2e tools test-tools bench clean
 
 all: build
 
@@ -27,17 +29,21 @@ lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-## unit: pure decisions, config, pki, storage layout, in-process etcd.
-unit:
-	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
+## unit: pure decisions, config, pki, storage backends against real servers, in-process etcd.
+unit: test-tools
+	VETCD_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
 
 ## e2e: the built vetcd binary as separate processes, with real faults.
-e2e: build
-	@VETCD_BIN=$(abspath $(BIN)/vetcd) $(GO) test -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee e2e.log \
+e2e: build test-tools
+	@VETCD_REQUIRE_TOOLS=1 VETCD_BIN=$(abspath $(BIN)/vetcd) $(GO) test -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | tee e2e.log \
 	  | grep --line-buffered -E '^(--- |PASS|FAIL|ok|panic|\s+[a-z_]+_test\.go:[0-9]+:)'; \
 	  rc=$${PIPESTATUS[0]}; if [ $$rc -ne 0 ]; then echo "--- e2e failed; the last lines of e2e.log:"; tail -n 400 e2e.log; fi; exit $$rc
 
-tools: $(STATICCHECK)
+tools: $(STATICCHECK) test-tools
+
+## test-tools: real servers for the tests, installed into bin/test (see hack/tools/README.md).
+test-tools:
+	@for s in hack/tools/*.sh; do [ -e "$$s" ] || continue; TOOLS_BIN=$(VETCD_TEST_BIN) bash "$$s" || exit 1; done
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
