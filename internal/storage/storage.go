@@ -65,10 +65,18 @@ func Parse(raw string) (Location, error) {
 			return Location{}, fmt.Errorf("snapshot URL %q: file URLs take an absolute path (file:///path)", raw)
 		}
 		loc.Root, loc.Name = splitLast(u.Path)
+	case "s3":
+		if err := parseS3(u, &loc); err != nil {
+			return Location{}, fmt.Errorf("snapshot URL %q: %w", redact(u), err)
+		}
+	case "oci":
+		if err := parseOCI(u, &loc); err != nil {
+			return Location{}, fmt.Errorf("snapshot URL %q: %w", redact(u), err)
+		}
 	case "":
 		return Location{}, fmt.Errorf("snapshot URL %q: no scheme; use file:///path, s3://bucket/key or oci://registry/repo:tag", raw)
 	default:
-		return Location{}, fmt.Errorf("snapshot URL %q: unknown scheme %q; this build supports file:// (s3:// and oci:// are tracked in the snapshot issue)", raw, u.Scheme)
+		return Location{}, fmt.Errorf("snapshot URL %q: unknown scheme %q; use file:///path, s3://bucket/key or oci://registry/repo:tag", raw, u.Scheme)
 	}
 	return loc, nil
 }
@@ -87,10 +95,14 @@ func redact(u *url.URL) string {
 }
 
 // Open returns the backend for a location.
-func Open(_ context.Context, loc Location) (Backend, error) {
+func Open(ctx context.Context, loc Location) (Backend, error) {
 	switch loc.Scheme {
 	case "file":
 		return NewFile(loc.Root), nil
+	case "s3":
+		return openS3(ctx, loc)
+	case "oci":
+		return openOCI(ctx, loc)
 	}
 	return nil, fmt.Errorf("storage: no backend for scheme %q", loc.Scheme)
 }
