@@ -13,7 +13,27 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
+
+// reconnect bounds gRPC's reconnect back-off. gRPC's default (1 s, growing
+// to 2 min) made the controller see a replica that came back seconds after
+// it died as unreachable for another 1-2.5 s: the pooled connection was
+// still waiting out its back-off, which delayed every promotion after a
+// restart. Reconnecting to a dead peer every second at most costs a refused
+// TCP connect.
+func reconnect() grpc.ConnectParams {
+	return grpc.ConnectParams{
+		Backoff: backoff.Config{
+			BaseDelay:  100 * time.Millisecond,
+			Multiplier: 1.6,
+			Jitter:     0.2,
+			MaxDelay:   time.Second,
+		},
+		MinConnectTimeout: 2 * time.Second,
+	}
+}
 
 // Pool holds single-endpoint clients. It is safe for concurrent use.
 type Pool struct {
@@ -51,8 +71,13 @@ func (p *Pool) Status(ctx context.Context, endpoint string) (*pb.StatusResponse,
 	if err != nil {
 		return nil, err
 	}
-	resp, err := pb.NewMaintenanceClient(c.ActiveConnection()).Status(ctx, &pb.StatusRequest{})
+	conn := c.ActiveConnection()
+	resp, err := pb.NewMaintenanceClient(conn).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
+		// Try again on the next call rather than after the back-off: the
+		// caller polls on its own schedule, and a member that comes back
+		// should be seen at its first poll.
+		conn.ResetConnectBackoff()
 		return nil, fmt.Errorf("status of %s: %w", endpoint, err)
 	}
 	return resp, nil
@@ -81,6 +106,7 @@ func New(endpoints []string, tlsConfig *tls.Config, lg *zap.Logger) (*clientv3.C
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
 		Logger:               lg.WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
+		DialOptions:          []grpc.DialOption{grpc.WithConnectParams(reconnect())},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
