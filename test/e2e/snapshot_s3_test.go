@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vetcd/vetcd/internal/snapshot"
+	"github.com/vetcd/vetcd/internal/storage"
+	"github.com/vetcd/vetcd/internal/testtools"
+)
+
+// TestSnapshotS3 drives `vetcd snapshot create/list/restore/delete`
+// against a real MinIO, with and without age encryption. The vetcd
+// processes get the credentials the standard way, from AWS_* variables.
+func TestSnapshotS3(t *testing.T) {
+	m := testtools.StartMinIO(t, testtools.MinIOOptions{})
+	m.SetEnv(t) // inherited by every vetcd process below
+	const bucket = "backups"
+	m.CreateBucket(t, bucket)
+
+	dir := filepath.Join(t.TempDir(), "c")
+	c := startUp(t, dir, freeBasePort(t, 1), 1)
+	cli := c.client(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for i := 0; i < 1000; i++ {
+		if _, err := cli.Put(ctx, fmt.Sprintf("snap/%04d", i), strings.Repeat("v", 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pass := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(pass, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"plain", nil},
+		{"secret", []string{"--age-passphrase-file", pass}},
+	} {
+		out, err := vetcd(t, 2*time.Minute, append([]string{"snapshot", "create", m.URL(bucket, "vetcd/"+tc.name), "--dir", dir}, tc.args...)...)
+		if err != nil {
+			t.Fatalf("snapshot create %s: %v\n%s", tc.name, err, out)
+		}
+		if !strings.Contains(out, "1000 keys") {
+			t.Fatalf("summary does not count the 1000 keys: %s", out)
+		}
+		if strings.Contains(out, m.SecretKey) {
+			t.Fatalf("output shows the secret key: %s", out)
+		}
+	}
+	// Both objects and their manifests are in the bucket, below the prefix.
+	root := m.Client(t)
+	var keys []string
+	for o := range root.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		keys = append(keys, o.Key)
+	}
+	if got := strings.Join(keys, ","); got != "vetcd/plain,vetcd/plain.manifest.json,vetcd/secret,vetcd/secret.manifest.json" {
+		t.Fatalf("bucket holds %s", got)
+	}
+
+	out, err := vetcd(t, time.Minute, "snapshot", "list", m.URL(bucket, "vetcd/"), "-o", "json")
+	if err != nil {
+		t.Fatalf("snapshot list: %v\n%s", err, out)
+	}
+	var entries []snapshot.Entry
+	if err := json.Unmarshal([]byte(out), &entries); err != nil || len(entries) != 2 {
+		t.Fatalf("list: %v %s", err, out)
+	}
+	for _, e := range entries {
+		if e.Manifest.KeyCount != 1000 || (e.Name == "secret") != (e.Manifest.Encryption == "age") || e.Stored <= 0 {
+			t.Fatalf("entry %+v", e)
+		}
+	}
+	out, err = vetcd(t, time.Minute, "snapshot", "list", m.URL(bucket, "vetcd/sec"))
+	if err != nil || !strings.Contains(out, "secret") || strings.Contains(out, "plain") {
+		t.Fatalf("snapshot list of prefix vetcd/sec: %v\n%s", err, out)
+	}
+
+	// The stored bytes decode to the db the manifest describes.
+	loc, err := storage.Parse(m.URL(bucket, "vetcd/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := storage.Open(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := snapshot.Keys{PassphraseFile: pass}.Identities()
+	for _, name := range []string{"plain", "secret"} {
+		mf, err := snapshot.ReadManifest(ctx, b, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _, err := b.Get(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := snapshot.Decode(rc, mf, snapshot.Decoding{Identities: ids})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, d)
+		d.Close()
+		rc.Close()
+		if err != nil || n != mf.Size {
+			t.Fatalf("decode %s: %d bytes, %v", name, n, err)
+		}
+	}
+
+	// Bad input: named, exit 2, the bucket unchanged, no secret shown.
+	for _, bad := range []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"snapshot", "create", m.URL("no-such-bucket", "x"), "--dir", dir}, nil, `bucket "no-such-bucket" does not exist`},
+		{[]string{"snapshot", "create", m.URL(bucket, "vetcd/x"), "--dir", dir}, []string{"AWS_SECRET_ACCESS_KEY=wrong-secret-value"}, "credentials were rejected"},
+		{[]string{"snapshot", "list", m.URL(bucket, "vetcd/")}, []string{"AWS_ACCESS_KEY_ID=nobody"}, "credentials were rejected"},
+		{[]string{"snapshot", "create", "s3://" + bucket + "/x?endpont=" + m.Endpoint, "--dir", dir}, nil, `unknown option "endpont"`},
+		{[]string{"snapshot", "restore", m.URL(bucket, "vetcd/missing"), "--dir", dir}, nil, "not found"},
+		{[]string{"snapshot", "delete", m.URL(bucket, "vetcd/missing")}, nil, "not found"},
+		{[]string{"snapshot", "restore", m.URL(bucket, "vetcd/secret"), "--dir", dir}, nil, "age"},
+	} {
+		cmd := exec.Command(binary, bad.args...)
+		cmd.Env = append(os.Environ(), bad.env...)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(buf.String(), bad.want) {
+			t.Errorf("%v: exit %v, output %q; want exit 2 naming %q", bad.args, err, buf.String(), bad.want)
+		}
+		if strings.Contains(buf.String(), m.SecretKey) || strings.Contains(buf.String(), "wrong-secret-value") {
+			t.Errorf("%v: output shows a secret: %s", bad.args, buf.String())
+		}
+	}
+	objs, err := b.List(ctx, "")
+	if err != nil || len(objs) != 4 {
+		t.Fatalf("after the bad commands the bucket holds %v, %v", objs, err)
+	}
+
+	// Restore the encrypted snapshot into the running cluster: a key
+	// written after it is gone, the 1000 keys are back.
+	if _, err := cli.Put(ctx, "after", "snapshot"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = vetcd(t, 4*time.Minute, "snapshot", "restore", m.URL(bucket, "vetcd/secret"), "--dir", dir, "--age-passphrase-file", pass)
+	if err != nil {
+		t.Fatalf("snapshot restore: %v\n%s", err, out)
+	}
+	c.requireSettled(1)
+	cli2 := c.client(1)
+	if r, err := cli2.Get(ctx, "snap/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || r.Count != 1000 {
+		t.Fatalf("after restore: %v keys, %v; want 1000", r, err)
+	}
+	if r, err := cli2.Get(ctx, "after"); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("key written after the snapshot is back: %v %v", r, err)
+	}
+
+	// And the plain one, with the cluster stopped and its data gone.
+	c.stop()
+	if err := os.RemoveAll(filepath.Join(dir, "vetcd-0", "data")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := vetcd(t, 2*time.Minute, "snapshot", "restore", m.URL(bucket, "vetcd/plain"), "--dir", dir); err != nil {
+		t.Fatalf("snapshot restore plain: %v\n%s", err, out)
+	}
+	c2 := startUp(t, dir, c.basePort, 0)
+	c2.requireSettled(1)
+	if r, err := c2.client(1).Get(ctx, "snap/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || r.Count != 1000 {
+		t.Fatalf("after restore from plain: %v keys, %v; want 1000", r, err)
+	}
+
+	if out, err := vetcd(t, time.Minute, "snapshot", "delete", m.URL(bucket, "vetcd/plain")); err != nil {
+		t.Fatalf("delete: %v\n%s", err, out)
+	}
+	objs, err = b.List(ctx, "")
+	if err != nil || len(objs) != 2 || objs[0].Name != "secret" || objs[1].Name != "secret"+snapshot.ManifestSuffix {
+		t.Fatalf("after delete: %+v, %v", objs, err)
+	}
+}
