@@ -23,8 +23,9 @@ import (
 
 // ManifestSuffix names a snapshot's manifest object: NAME holds the data,
 // NAME + ManifestSuffix the manifest. The manifest is written last, so a
-// listed snapshot is always complete.
-const ManifestSuffix = ".manifest.json"
+// listed snapshot is always complete. The oci:// backend keys on it too,
+// so it is defined once, in storage.
+const ManifestSuffix = storage.ManifestSuffix
 
 // Source is the cluster a snapshot is taken from.
 type Source struct {

@@ -33,6 +33,12 @@ type Backend interface {
 // ErrNotFound is returned by Get and Delete for a missing object.
 var ErrNotFound = errors.New("storage: object not found")
 
+// ManifestSuffix names a snapshot's manifest object: NAME holds the data,
+// NAME + ManifestSuffix the manifest. It lives here, not in snapshot,
+// because the oci:// backend maps the pair onto one artifact and must tell
+// the two apart.
+const ManifestSuffix = ".manifest.json"
+
 // Location is a parsed snapshot URL: where the backend is rooted, and the
 // object name (or list prefix) below it.
 type Location struct {
