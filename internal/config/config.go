@@ -120,6 +120,9 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Snapshots takes scheduled snapshots on the leader.
 	Snapshots Snapshots `yaml:"snapshots,omitempty"`
+	// MigrateFrom names the store (kine SQLite; a deployed etcd) a new
+	// cluster takes its data from when it is founded.
+	MigrateFrom MigrateFrom `yaml:"migrateFrom,omitempty"`
 
 	// ControlPlane accepts a vCluster values file section as is: only
 	// controlPlane.backingStore.etcd.embedded is read, and Parse merges it
