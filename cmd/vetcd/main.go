@@ -68,7 +68,7 @@ Change the replica count:                   vetcd scale 5 --wait`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newUpCmd(), newServeCmd(), newScaleCmd(), newStatusCmd(), newEnvCmd(), newSnapshotCmd(), newVersionCmd())
+	root.AddCommand(newUpCmd(), newServeCmd(), newScaleCmd(), newStatusCmd(), newEnvCmd(), newSnapshotCmd(), newMigrateCmd(), newVersionCmd())
 	return root
 }
 

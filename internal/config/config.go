@@ -120,6 +120,9 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Snapshots takes scheduled snapshots on the leader.
 	Snapshots Snapshots `yaml:"snapshots,omitempty"`
+	// Restore founds the cluster anew from a snapshot, once per URL: the
+	// way to restore where no CLI reaches the disks (Kubernetes).
+	Restore Restore `yaml:"restore,omitempty"`
 	// MigrateFrom names the store (kine SQLite; a deployed etcd) a new
 	// cluster takes its data from when it is founded.
 	MigrateFrom MigrateFrom `yaml:"migrateFrom,omitempty"`

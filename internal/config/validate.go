@@ -54,6 +54,7 @@ func (c *Config) Validate() error {
 	}
 
 	errs = append(errs, c.Snapshots.validate()...)
+	errs = append(errs, c.Restore.validate()...)
 	errs = append(errs, c.MigrateFrom.validate()...)
 
 	if c.TLS.CAFile == "" {
