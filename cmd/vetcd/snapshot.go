@@ -22,14 +22,23 @@ import (
 func newSnapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Create, list, delete and restore snapshots (file:// URLs)",
+		Short: "Create, list, delete and restore snapshots (file:// and s3:// URLs)",
 		Long: `A vetcd snapshot is etcd's own snapshot db, zstd-compressed, optionally encrypted with age,
 plus a JSON manifest (format, etcd version, cluster ID, revision, key count, time, sha256,
 source replica). After decryption and decompression it restores with stock
 'etcdutl snapshot restore'.
 
 URLs: file:///path/NAME stores NAME and NAME.manifest.json in /path, written 0600 through
-a temporary file, fsync and rename.`,
+a temporary file, fsync and rename.
+
+s3://BUCKET/PREFIX/NAME stores the keys PREFIX/NAME and PREFIX/NAME.manifest.json on AWS S3
+or any S3-compatible service. Options: ?endpoint=HOST:PORT (default s3.amazonaws.com; other
+endpoints use path-style requests, ?path-style=false to turn that off), ?region=R (default
+AWS_REGION, else asked), ?insecure=true or ?tls=false for plain http, ?ca=FILE.pem (or
+AWS_CA_BUNDLE) for a private CA. Credentials are never taken from the URL: they come from
+AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, then the shared AWS files
+(AWS_PROFILE), then IAM (web identity, ECS/EKS, EC2). Large snapshots upload in 16 MiB
+parts; an upload that fails is aborted, so no partial object is ever visible.`,
 	}
 	cmd.AddCommand(newSnapshotCreateCmd(), newSnapshotListCmd(), newSnapshotDeleteCmd(), newSnapshotRestoreCmd())
 	return cmd
@@ -73,7 +82,9 @@ index), spools it to a temporary file, reads its revision and key count, then st
 compressed (and encrypted, with an --age-* option) at URL. The manifest is written last:
 a snapshot that is listed is complete. Needs a reachable member.`,
 		Example: `  vetcd snapshot create file:///backups/before-upgrade
-  vetcd snapshot create file:///backups/nightly --age-passphrase-file /etc/vetcd/backup.pass`,
+  vetcd snapshot create file:///backups/nightly --age-passphrase-file /etc/vetcd/backup.pass
+  vetcd snapshot create s3://my-bucket/vetcd/before-upgrade
+  vetcd snapshot create 's3://backups/c1/nightly?endpoint=minio.local:9000&ca=/etc/ssl/minio-ca.pem'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := envDefault(cmd); err != nil {
@@ -136,7 +147,8 @@ func newSnapshotListCmd() *cobra.Command {
 		Short: "List the snapshots under a URL prefix, newest first",
 		Long:  `list reads the manifests under URL-PREFIX and prints name, time, revision, size, encryption. Works on the storage alone.`,
 		Example: `  vetcd snapshot list file:///backups/
-  vetcd snapshot list file:///backups/nightly- -o json`,
+  vetcd snapshot list file:///backups/nightly- -o json
+  vetcd snapshot list s3://my-bucket/vetcd/`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {

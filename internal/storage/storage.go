@@ -1,6 +1,6 @@
 // Package storage keeps snapshots: one small interface and a backend per
-// URL scheme (file:// here; s3:// and oci:// come with their own packages'
-// clients). Names are slash-separated keys below the URL's location.
+// URL scheme (file:// in file.go, s3:// in s3.go on minio-go, oci:// in
+// oci.go). Names are slash-separated keys below the URL's location.
 package storage
 
 import (
@@ -43,7 +43,8 @@ const ManifestSuffix = ".manifest.json"
 // object name (or list prefix) below it.
 type Location struct {
 	Scheme string
-	// Root is the backend's root: a directory for file://.
+	// Root is the backend's root: a directory for file://, "bucket" or
+	// "bucket/prefix" for s3://.
 	Root string
 	// Name is the object name or prefix below Root ("" for a bare root).
 	Name string
