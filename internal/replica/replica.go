@@ -248,6 +248,9 @@ func (r *Replica) stopNotify() <-chan struct{} {
 // step is one pass of observe → decide → act.
 func (r *Replica) step(ctx context.Context) error {
 	r.reapStoppedEtcd()
+	if err := r.requestRestore(ctx); err != nil {
+		return fmt.Errorf("restore.from: %w; nothing was changed", err)
+	}
 	obs, err := r.observe(ctx)
 	if err != nil {
 		return fmt.Errorf("observe: %w", err)
@@ -267,6 +270,12 @@ func (r *Replica) step(ctx context.Context) error {
 		return r.bootstrap(ctx)
 	case plan.Rebuild:
 		return r.rebuild(ctx, obs, d.Reason)
+	case plan.Halt:
+		r.stopEtcd()
+		return nil
+	case plan.Restore:
+		req, _ := plan.ParseRestoreRequest(obs.ClusterRecord)
+		return r.restoreSnapshot(ctx, req)
 	}
 	return fmt.Errorf("unknown mode %v", d.Mode)
 }
