@@ -435,7 +435,7 @@ func (s *S3) explain(op, key string, err error) error {
 			return fmt.Errorf("%w: %s", ErrNotFound, obj)
 		case minio.NoSuchBucket:
 			return fmt.Errorf("storage: s3 %s %s: bucket %q does not exist: %w", op, obj, s.bucket, err)
-		case "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId":
+		case "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "InvalidTokenId", "ExpiredToken", "InvalidClientTokenId":
 			return fmt.Errorf("storage: s3 %s %s: the credentials were rejected (%s); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the IAM role: %w", op, obj, resp.Code, err)
 		case minio.AccessDenied:
 			if s.anonymous() {

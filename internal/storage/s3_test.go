@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/vetcd/vetcd/internal/testtools"
 )
@@ -407,6 +411,97 @@ func TestS3Errors(t *testing.T) {
 		_, err := openURL(t, "s3://"+bucket+"/x/?endpoint=127.0.0.1:1&ca=/no/such/ca.pem")
 		check(t, err, "CA bundle", "/no/such/ca.pem")
 	})
+}
+
+// TestS3TemporaryCredentials: a session token from the environment, and
+// credentials from a container credentials endpoint (the IAM step of the
+// chain), both minted by MinIO's own STS AssumeRole; with no credentials
+// at all the error says so.
+func TestS3TemporaryCredentials(t *testing.T) {
+	m, bucket := s3Env(t, testtools.MinIOOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sts, err := credentials.NewSTSAssumeRole("http://"+m.Endpoint, credentials.STSAssumeRoleOptions{
+		AccessKey: m.AccessKey, SecretKey: m.SecretKey, DurationSeconds: 900,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := sts.GetWithContext(&credentials.CredContext{Client: &http.Client{Timeout: 10 * time.Second}})
+	if err != nil || tmp.SessionToken == "" {
+		t.Fatalf("AssumeRole: %+v, %v", tmp.SessionToken != "", err)
+	}
+	put := func(t *testing.T, name string) error {
+		t.Helper()
+		b, err := openURL(t, m.URL(bucket, "tmp/"))
+		if err != nil {
+			return err
+		}
+		return b.Put(ctx, name, strings.NewReader(name), -1)
+	}
+
+	t.Run("session token from the environment", func(t *testing.T) {
+		t.Setenv("AWS_ACCESS_KEY_ID", tmp.AccessKeyID)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", tmp.SecretAccessKey)
+		t.Setenv("AWS_SESSION_TOKEN", tmp.SessionToken)
+		if err := put(t, "env"); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("AWS_SESSION_TOKEN", "")
+		err := put(t, "env-no-token")
+		if err == nil || !strings.Contains(err.Error(), "credentials were rejected") {
+			t.Fatalf("temporary credentials without their token: %v", err)
+		}
+		if strings.Contains(err.Error(), tmp.SecretAccessKey) || strings.Contains(err.Error(), tmp.SessionToken) {
+			t.Fatalf("error leaks a secret: %v", err)
+		}
+	})
+
+	t.Run("container credentials endpoint", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "let-me-in" {
+				http.Error(w, "no", http.StatusUnauthorized)
+				return
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"AccessKeyId": tmp.AccessKeyID, "SecretAccessKey": tmp.SecretAccessKey,
+				"Token": tmp.SessionToken, "Expiration": time.Now().Add(10 * time.Minute).UTC(),
+			})
+		}))
+		t.Cleanup(srv.Close)
+		t.Setenv("AWS_ACCESS_KEY_ID", "")
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+		t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", srv.URL+"/creds")
+		t.Setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "let-me-in")
+		if err := put(t, "iam"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("no credentials", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := ln.Addr().String()
+		ln.Close()
+		t.Setenv("AWS_ACCESS_KEY_ID", "")
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+		// The IAM step asks a closed local port instead of a metadata
+		// service that may or may not answer on this machine.
+		t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://"+closed+"/creds")
+		err = put(t, "anonymous")
+		if err == nil || !strings.Contains(err.Error(), "no credentials were found") {
+			t.Fatalf("without credentials: %v", err)
+		}
+		t.Logf("error: %v", err)
+	})
+
+	for _, name := range []string{"env", "iam"} {
+		if _, err := m.Client(t).StatObject(ctx, bucket, "tmp/"+name, minio.StatObjectOptions{}); err != nil {
+			t.Errorf("object %s: %v", name, err)
+		}
+	}
 }
 
 // TestS3TLS: an https endpoint with a private CA is refused without the
