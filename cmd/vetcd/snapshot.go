@@ -22,7 +22,7 @@ import (
 func newSnapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Create, list, delete and restore snapshots (file:// and s3:// URLs)",
+		Short: "Create, list, delete and restore snapshots (file://, s3:// and oci:// URLs)",
 		Long: `A vetcd snapshot is etcd's own snapshot db, zstd-compressed, optionally encrypted with age,
 plus a JSON manifest (format, etcd version, cluster ID, revision, key count, time, sha256,
 source replica). After decryption and decompression it restores with stock
@@ -38,7 +38,17 @@ AWS_REGION, else asked), ?insecure=true or ?tls=false for plain http, ?ca=FILE.p
 AWS_CA_BUNDLE) for a private CA. Credentials are never taken from the URL: they come from
 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, then the shared AWS files
 (AWS_PROFILE), then IAM (web identity, ECS/EKS, EC2). Large snapshots upload in 16 MiB
-parts; an upload that fails is aborted, so no partial object is ever visible.`,
+parts; an upload that fails is aborted, so no partial object is ever visible.
+
+oci://REGISTRY[:PORT]/REPOSITORY:NAME stores one OCI artifact tagged NAME in an OCI registry
+(distribution, Harbor, ghcr.io, ECR, ...): the data as its layer, the manifest as its config.
+The tag is pushed last, so a tagged snapshot is complete. Without a tag
+(oci://REGISTRY/REPOSITORY, or REPOSITORY:PREFIX for list) the URL names the repository.
+Options: ?insecure=true for a plain-HTTP registry, ?timeout=DURATION to reach it (default
+15s). Credentials are never taken from the URL: VETCD_OCI_USERNAME and VETCD_OCI_PASSWORD,
+else the docker config (DOCKER_CONFIG or ~/.docker/config.json, credential helpers included,
+as 'docker login' writes it). Deleting needs a registry that allows deletes; space is freed
+by the registry's garbage collection.`,
 	}
 	cmd.AddCommand(newSnapshotCreateCmd(), newSnapshotListCmd(), newSnapshotDeleteCmd(), newSnapshotRestoreCmd())
 	return cmd
@@ -84,7 +94,9 @@ a snapshot that is listed is complete. Needs a reachable member.`,
 		Example: `  vetcd snapshot create file:///backups/before-upgrade
   vetcd snapshot create file:///backups/nightly --age-passphrase-file /etc/vetcd/backup.pass
   vetcd snapshot create s3://my-bucket/vetcd/before-upgrade
-  vetcd snapshot create 's3://backups/c1/nightly?endpoint=minio.local:9000&ca=/etc/ssl/minio-ca.pem'`,
+  vetcd snapshot create 's3://backups/c1/nightly?endpoint=minio.local:9000&ca=/etc/ssl/minio-ca.pem'
+  vetcd snapshot create oci://ghcr.io/acme/etcd-backups:before-upgrade
+  vetcd snapshot create 'oci://127.0.0.1:5000/vetcd/snaps:nightly?insecure=true'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := envDefault(cmd); err != nil {
@@ -148,7 +160,8 @@ func newSnapshotListCmd() *cobra.Command {
 		Long:  `list reads the manifests under URL-PREFIX and prints name, time, revision, size, encryption. Works on the storage alone.`,
 		Example: `  vetcd snapshot list file:///backups/
   vetcd snapshot list file:///backups/nightly- -o json
-  vetcd snapshot list s3://my-bucket/vetcd/`,
+  vetcd snapshot list s3://my-bucket/vetcd/
+  vetcd snapshot list oci://ghcr.io/acme/etcd-backups`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {

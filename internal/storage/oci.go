@@ -233,7 +233,7 @@ func NewOCI(ctx context.Context, repository string, opts OCIOptions) (*OCI, erro
 	defer cancel()
 	reg := &remote.Registry{RepositoryOptions: remote.RepositoryOptions{Client: client, Reference: registry.Reference{Registry: ref.Registry}, PlainHTTP: opts.PlainHTTP}}
 	if err := reg.Ping(pctx); err != nil {
-		return nil, o.wrap(fmt.Sprintf("reach registry %s", o.scheme()), err)
+		return nil, o.wrap("connect", err)
 	}
 	return o, nil
 }
@@ -284,13 +284,6 @@ func (c *idleConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func (o *OCI) scheme() string {
-	if o.repo.PlainHTTP {
-		return "http://" + o.repo.Reference.Registry
-	}
-	return "https://" + o.repo.Reference.Registry
-}
-
 // wrap names the registry and explains the errors a user can act on.
 func (o *OCI) wrap(doing string, err error) error {
 	var resp *errcode.ErrorResponse
@@ -303,9 +296,9 @@ func (o *OCI) wrap(doing string, err error) error {
 		return fmt.Errorf("storage: oci: %s: access denied; give credentials with %s/%s or `docker login %s`: %w",
 			doing, EnvOCIUsername, EnvOCIPassword, o.repo.Reference.Registry, err)
 	case errors.As(err, &nerr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF):
-		hint := ""
+		hint := " over http"
 		if !o.repo.PlainHTTP {
-			hint = " (for a plain-HTTP registry add ?insecure=true)"
+			hint = " over https (for a plain-HTTP registry add ?insecure=true)"
 		}
 		return fmt.Errorf("storage: oci: %s: registry %s unreachable or not answering%s: %w", doing, o.repo.Reference.Registry, hint, err)
 	}

@@ -44,16 +44,19 @@ const ManifestSuffix = ".manifest.json"
 type Location struct {
 	Scheme string
 	// Root is the backend's root: a directory for file://, "bucket" or
-	// "bucket/prefix" for s3://.
+	// "bucket/prefix" for s3://, "registry[:port]/repository" for oci://.
 	Root string
-	// Name is the object name or prefix below Root ("" for a bare root).
+	// Name is the object name or prefix below Root ("" for a bare root);
+	// for oci:// it is the tag.
 	Name string
 	// Query holds backend options (?endpoint=, ?region=, ?insecure=).
 	Query url.Values
 }
 
 // Parse reads a snapshot URL. The last path element is the object name;
-// a URL ending in "/" names a root, as `list` wants.
+// a URL ending in "/" names a root, as `list` wants. oci:// URLs name the
+// snapshot by tag (oci://registry/repo:NAME); without a tag they name the
+// repository.
 func Parse(raw string) (Location, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -96,6 +99,9 @@ func splitLast(p string) (dir, name string) {
 }
 
 func redact(u *url.URL) string {
+	if u.User == nil {
+		return u.String() // nothing to hide; "REDACTED@" would suggest credentials
+	}
 	c := *u
 	c.User = url.User("REDACTED")
 	return c.String()
