@@ -79,6 +79,10 @@ type Replica struct {
 	startError      string
 	snap            snapshotState
 	leaderlessSince time.Time
+	// restoreRetryAt and restoreBackoff pace retries of a restore.from
+	// snapshot that failed to verify; only the loop goroutine uses them.
+	restoreRetryAt time.Time
+	restoreBackoff time.Duration
 	last            plan.ReplicaDecision
 }
 
@@ -248,9 +252,7 @@ func (r *Replica) stopNotify() <-chan struct{} {
 // step is one pass of observe → decide → act.
 func (r *Replica) step(ctx context.Context) error {
 	r.reapStoppedEtcd()
-	if err := r.requestRestore(ctx); err != nil {
-		return fmt.Errorf("restore.from: %w; nothing was changed", err)
-	}
+	r.requestRestore(ctx)
 	obs, err := r.observe(ctx)
 	if err != nil {
 		return fmt.Errorf("observe: %w", err)
