@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vetcd/vetcd/internal/snapshot"
+	"github.com/vetcd/vetcd/internal/storage"
 	"github.com/vetcd/vetcd/internal/testtools/testregistry"
 )
 
@@ -159,5 +160,72 @@ func TestSnapshotOCI(t *testing.T) {
 	entries = nil
 	if err != nil || json.Unmarshal([]byte(out), &entries) != nil || len(entries) != 1 || entries[0].Name != "secret" {
 		t.Fatalf("list after delete: %v\n%s", err, out)
+	}
+}
+
+// Scheduled snapshots to an OCI repository: the leader pushes one per
+// tick, and retention deletes this cluster's oldest through the registry's
+// delete API, never another cluster's.
+func TestScheduledSnapshotsOCI(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	reg := testregistry.Start(t, testregistry.Options{})
+	target := "oci://" + reg.Host + "/vetcd/sched:?insecure=true"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	loc, err := storage.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := storage.Open(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another cluster's snapshot in the same repository.
+	foreign := "vetcd-deadbeef-20200101T000000Z"
+	fm := fmt.Sprintf(`{"formatVersion":1,"clusterID":"deadbeef","compression":"zstd","sha256":"%064x","size":1,"created":"2020-01-01T00:00:00Z"}`, 1)
+	if err := b.Put(ctx, foreign, strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, foreign+snapshot.ManifestSuffix, strings.NewReader(fm), int64(len(fm))); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := filepath.Join(t.TempDir(), "vetcd.yaml")
+	conf := fmt.Sprintf("snapshots:\n  schedule: \"@every 2s\"\n  target: %q\n  retention: 2\n", target)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "c")
+	c := startUp(t, dir, freeBasePort(t, 1), 1, "--config", cfg)
+	id := c.status(1).ClusterID
+	ours := func() int {
+		entries, err := snapshot.List(ctx, b, "vetcd-"+id+"-")
+		if err != nil {
+			t.Fatalf("list: %v", err)
+		}
+		// A new snapshot is listed a moment before retention prunes the
+		// oldest: 3 may show in passing, never more.
+		if len(entries) > 3 {
+			t.Fatalf("%d snapshots of this cluster kept, retention is 2", len(entries))
+		}
+		return len(entries)
+	}
+	// Four successful snapshots (each a new last-success time), none failed:
+	// retention has had to delete at least two.
+	seen := map[float64]bool{}
+	waitFor(t, 90*time.Second, "four scheduled snapshots to oci://", func() bool {
+		if f := c.metric(0, "vetcd_snapshot_failures_total"); f != 0 {
+			out, _ := vetcd(t, 30*time.Second, "status", "--dir", dir)
+			t.Fatalf("%v scheduled snapshots failed:\n%s", f, out)
+		}
+		if ts := c.metric(0, "vetcd_snapshot_last_success_timestamp_seconds"); ts > 0 {
+			seen[ts] = true
+		}
+		ours()
+		return len(seen) >= 4
+	})
+	waitFor(t, 10*time.Second, "retention keeps 2", func() bool { return ours() == 2 })
+	if _, err := snapshot.ReadManifest(ctx, b, foreign); err != nil {
+		t.Fatalf("retention deleted another cluster's snapshot: %v", err)
 	}
 }
