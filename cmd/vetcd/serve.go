@@ -14,6 +14,7 @@ import (
 
 	"github.com/vetcd/vetcd"
 	"github.com/vetcd/vetcd/internal/config"
+	"github.com/vetcd/vetcd/internal/topology"
 )
 
 func newServeCmd() *cobra.Command {
@@ -33,6 +34,13 @@ process; it does not exit to be restarted.
 On SIGTERM a replica whose ordinal is at or above the desired count leaves the cluster
 cleanly (hands off leadership, waits for ordinal 0 to catch up, removes itself when
 quorum allows). A replica that is still desired just stops.
+
+With topology.source kubernetes the replica is a pod of a StatefulSet: its name and
+ordinal come from POD_NAME (or topology.kubernetes.podName), its URLs are derived from
+<pod>.<headless service>.<namespace>.svc, the desired count is the StatefulSet's
+spec.replicas, and a surplus replica is gone once its pod object is deleted. With
+topology.kubernetes.tlsSecret set, the certificate is read from that Secret, which the
+first replica to start generates. See docs/kubernetes.md.
 
 Needs: the peers named by the topology; works on its own data dir.`,
 		Example: `  vetcd serve --config /etc/vetcd/config.yaml`,
@@ -66,6 +74,11 @@ func serve(ctx context.Context, cfg config.Config) error {
 	}
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// In Kubernetes with topology.kubernetes.tlsSecret, the certificate
+	// comes from (or is first generated into) a Secret.
+	if err := topology.PrepareTLS(sigCtx, cfg, lg); err != nil {
+		return err
+	}
 	r, err := vetcd.Start(sigCtx, cfg, vetcd.WithLogger(lg))
 	if errors.Is(err, vetcd.ErrDisabled) {
 		return usageError{err}

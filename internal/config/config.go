@@ -55,8 +55,8 @@ const (
 	// TopologyStatic reads the desired replicas from a file (topology.file),
 	// as written by `vetcd up`.
 	TopologyStatic = "static"
-	// TopologyKubernetes reads them from a StatefulSet. Reserved: accepted
-	// by Validate, implemented later.
+	// TopologyKubernetes reads them from a StatefulSet's spec.replicas and
+	// its pods (topology.kubernetes).
 	TopologyKubernetes = "kubernetes"
 )
 
@@ -105,6 +105,12 @@ type Config struct {
 	// MetricsURL is http(s)://host:port serving /metrics, /healthz and
 	// /readyz; empty turns it off.
 	MetricsURL string `yaml:"metricsURL,omitempty"`
+	// ListenAgentURL is where the agent endpoint listens; empty means
+	// AgentURL.
+	ListenAgentURL string `yaml:"listenAgentURL,omitempty"`
+	// ListenMetricsURL is where /metrics, /healthz and /readyz listen;
+	// empty means MetricsURL.
+	ListenMetricsURL string `yaml:"listenMetricsURL,omitempty"`
 
 	// TLS is the one certificate used for client, peer and agent traffic.
 	TLS TLS `yaml:"tls"`
@@ -148,10 +154,13 @@ type TLS struct {
 
 // Topology says where the desired set of replicas comes from.
 type Topology struct {
-	// Source is TopologyStatic (default) or TopologyKubernetes (reserved).
+	// Source is TopologyStatic (default) or TopologyKubernetes.
 	Source string `yaml:"source"`
 	// File is the static topology file; required for TopologyStatic.
 	File string `yaml:"file,omitempty"`
+	// Kubernetes locates the StatefulSet for TopologyKubernetes and
+	// derives the replica's identity and URLs (see kubernetes.go).
+	Kubernetes *Kubernetes `yaml:"kubernetes,omitempty"`
 }
 
 // Controller tunes the leader-only controller.

@@ -457,8 +457,9 @@ controlPlane:
 			},
 		},
 		{
-			name: "kubernetes topology without a file",
-			yaml: minimalWithout("topology") + "topology:\n  source: kubernetes\n",
+			name:    "kubernetes topology without a namespace",
+			yaml:    minimalWithout("topology") + "topology:\n  source: kubernetes\n",
+			wantErr: []string{`topology.kubernetes.namespace: required: set it or the POD_NAMESPACE environment variable`},
 		},
 		{
 			name:    "kubernetes topology with a file",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,7 +39,14 @@ func (c *Config) Validate() error {
 		add("dataDir %q: must not be a root directory: vetcd keeps its markers in the parent directory", c.DataDir)
 	}
 
+	kube := c.Topology.Source == TopologyKubernetes
+	if kube {
+		errs = append(errs, c.kubernetesIdentity(os.Getenv)...)
+	}
 	errs = append(errs, c.deriveIdentity()...)
+	if kube && c.OrdinalValue() >= 0 {
+		errs = append(errs, c.deriveKubernetes(os.Getenv)...)
+	}
 
 	errs = append(errs, checkURL("clientURL", c.ClientURL, true, false))
 	errs = append(errs, checkURL("peerURL", c.PeerURL, true, false))
@@ -46,6 +54,8 @@ func (c *Config) Validate() error {
 	errs = append(errs, checkURL("listenClientURL", c.ListenClientURL, false, false))
 	errs = append(errs, checkURL("listenPeerURL", c.ListenPeerURL, false, false))
 	errs = append(errs, checkURL("metricsURL", c.MetricsURL, false, true))
+	errs = append(errs, checkURL("listenAgentURL", c.ListenAgentURL, false, false))
+	errs = append(errs, checkURL("listenMetricsURL", c.ListenMetricsURL, false, true))
 	if c.ListenClientURL == "" {
 		c.ListenClientURL = c.ClientURL
 	}
@@ -71,6 +81,9 @@ func (c *Config) Validate() error {
 	case TopologyStatic:
 		if c.Topology.File == "" {
 			add("topology.file: required when topology.source is %q", TopologyStatic)
+		}
+		if c.Topology.Kubernetes != nil {
+			errs = append(errs, errKubernetesOnly)
 		}
 	case TopologyKubernetes:
 		if c.Topology.File != "" {

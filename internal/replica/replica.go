@@ -7,6 +7,7 @@
 package replica
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -83,7 +84,7 @@ type Replica struct {
 	// snapshot that failed to verify; only the loop goroutine uses them.
 	restoreRetryAt time.Time
 	restoreBackoff time.Duration
-	last            plan.ReplicaDecision
+	last           plan.ReplicaDecision
 }
 
 // New validates the config and prepares a replica without starting
@@ -107,10 +108,18 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 	}
 	topo := opts.Topology
 	if topo == nil {
-		if cfg.Topology.Source != "" && cfg.Topology.Source != "static" {
+		switch cfg.Topology.Source {
+		case "", config.TopologyStatic:
+			topo = topology.NewStatic(cfg.Topology.File, self)
+		case config.TopologyKubernetes:
+			k, err := topology.NewKubernetesFromConfig(cfg, lg.Named("topology"))
+			if err != nil {
+				return nil, err
+			}
+			topo = k
+		default:
 			return nil, fmt.Errorf("topology source %q is not available in this build", cfg.Topology.Source)
 		}
-		topo = topology.NewStatic(cfg.Topology.File, self)
 	}
 	m := opts.Metrics
 	if m == nil {
@@ -161,13 +170,13 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 // loop and controller in the background. It returns once the endpoints
 // listen; use Ready to wait for etcd.
 func (r *Replica) Start(ctx context.Context) error {
-	agentLn, err := listen(ctx, r.cfg.AgentURL)
+	agentLn, err := listen(ctx, cmp.Or(r.cfg.ListenAgentURL, r.cfg.AgentURL))
 	if err != nil {
 		return fmt.Errorf("agent endpoint: %w", err)
 	}
 	r.agentSrv = agent.Serve(agentLn, r.serverTLS, r.agentState)
 	if r.cfg.MetricsURL != "" {
-		ln, err := listen(ctx, r.cfg.MetricsURL)
+		ln, err := listen(ctx, cmp.Or(r.cfg.ListenMetricsURL, r.cfg.MetricsURL))
 		if err != nil {
 			_ = r.agentSrv.Shutdown(ctx)
 			return fmt.Errorf("metrics endpoint: %w", err)
@@ -176,6 +185,18 @@ func (r *Replica) Start(ctx context.Context) error {
 	}
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
+	// A source that watches something (the Kubernetes informers) runs as
+	// long as the loop.
+	if s, ok := r.topo.(interface{ Start(context.Context) error }); ok {
+		if err := s.Start(loopCtx); err != nil {
+			cancel()
+			_ = r.agentSrv.Shutdown(ctx)
+			if r.httpSrv != nil {
+				_ = r.httpSrv.Shutdown(ctx)
+			}
+			return fmt.Errorf("topology: %w", err)
+		}
+	}
 	go r.run(loopCtx)
 	r.lg.Info("replica started", zap.String("agent-url", r.cfg.AgentURL), zap.String("client-url", r.cfg.ClientURL))
 	return nil
