@@ -2,8 +2,6 @@ package local
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,18 +14,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/pki"
+	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/replica"
 	"github.com/vetcd/vetcd/internal/snapshot"
 	"github.com/vetcd/vetcd/internal/status"
 	"github.com/vetcd/vetcd/internal/storage"
 	"github.com/vetcd/vetcd/internal/topology"
 )
-
-// RevisionBump is how far a restore moves the revision forward. It must
-// exceed the writes made after the snapshot was taken, so that Kubernetes
-// resourceVersions never go backwards; with the revisions marked
-// compacted, watchers relist instead of seeing time run backwards.
-const RevisionBump = 1_000_000_000
 
 // RestoreOptions configures a local restore.
 type RestoreOptions struct {
@@ -70,9 +63,9 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	}
 
 	// 1. Verify everything before touching anything.
-	db, m, err := fetchVerified(ctx, o, l)
+	db, m, err := snapshot.Fetch(ctx, o.Backend, o.Name, o.Keys, l.Dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", o.Source, err)
 	}
 	defer os.Remove(db)
 	st, err := etcdutl.NewV3(lg).Status(db)
@@ -126,23 +119,12 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 
 	// 4. Restore into ordinal 0.
 	r0 := settings.Replica(0)
-	token := make([]byte, 8)
-	_, _ = rand.Read(token)
-	err = etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{
-		SnapshotPath:        db,
-		Name:                r0.Name,
-		OutputDataDir:       l.DataDir(0),
-		PeerURLs:            []string{r0.PeerURL},
-		InitialCluster:      r0.Name + "=" + r0.PeerURL,
-		InitialClusterToken: "vetcd-restore-" + hex.EncodeToString(token),
-		RevisionBump:        RevisionBump,
-		MarkCompacted:       true,
-	})
+	rev, err := snapshot.RestoreNewCluster(lg, db, snapshot.Member{Name: r0.Name, PeerURL: r0.PeerURL, DataDir: l.DataDir(0)})
 	if err != nil {
-		return fmt.Errorf("restore into %s: %w (the old data is kept in %v)", l.DataDir(0), err, aside)
+		return fmt.Errorf("%w (the old data is kept in %v)", err, aside)
 	}
 	info := replica.InspectData(lg, l.DataDir(0))
-	record := fmt.Sprintf("cluster %x restored from %s (revision %d, bumped by %d) at %s", info.ClusterID, o.Source, st.Revision, RevisionBump, time.Now().UTC().Format(time.RFC3339))
+	record := plan.RestoredRecord(info.ClusterID, o.Source, 0, rev, snapshot.RevisionBump, time.Now().UTC().Format(time.RFC3339))
 	if err := topology.UpdateFile(l.TopologyPath(), func(f *topology.File) error {
 		f.ClusterRecord = record
 		f.Paused = false
@@ -175,42 +157,6 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	}
 	fmt.Fprintf(o.Out, "cluster is healthy with %d voters; old data removed\n", f.Desired)
 	return nil
-}
-
-// fetchVerified downloads and decodes the snapshot into a file in DIR,
-// verifying size and checksum; nothing else is touched.
-func fetchVerified(ctx context.Context, o RestoreOptions, l Layout) (string, snapshot.Manifest, error) {
-	m, err := snapshot.ReadManifest(ctx, o.Backend, o.Name)
-	if err != nil {
-		return "", m, err
-	}
-	ids, err := o.Keys.Identities()
-	if err != nil {
-		return "", m, err
-	}
-	rc, _, err := o.Backend.Get(ctx, o.Name)
-	if err != nil {
-		return "", m, fmt.Errorf("snapshot %s: %w", o.Source, err)
-	}
-	defer rc.Close()
-	plain, err := snapshot.Decode(rc, m, snapshot.Decoding{Identities: ids})
-	if err != nil {
-		return "", m, fmt.Errorf("snapshot %s: %w", o.Source, err)
-	}
-	defer plain.Close()
-	tmp, err := os.CreateTemp(l.Dir, ".restore-*.db")
-	if err != nil {
-		return "", m, err
-	}
-	_, err = io.Copy(tmp, plain)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return "", m, fmt.Errorf("snapshot %s: %w", o.Source, err)
-	}
-	return tmp.Name(), m, nil
 }
 
 // waitStopped waits until the supervisor reports no replica process.

@@ -61,6 +61,11 @@ const (
 	// scale-down left too few voters for a quorum. Dangerous: see Rebuild
 	// rule in ReplicaNext.
 	Rebuild
+	// Halt: stop the etcd member and keep its data, because a restore is
+	// pending (see restore.go).
+	Halt
+	// Restore: found a new cluster from the requested snapshot.
+	Restore
 )
 
 func (m Mode) String() string {
@@ -79,6 +84,10 @@ func (m Mode) String() string {
 		return "bootstrap"
 	case Rebuild:
 		return "rebuild"
+	case Halt:
+		return "halt"
+	case Restore:
+		return "restore"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
@@ -129,6 +138,8 @@ type Peer struct {
 	// AppliedIndex is the peer's applied index (from its running member or
 	// from its data dir).
 	AppliedIndex uint64
+	// Running means the peer's etcd member runs.
+	Running bool
 }
 
 // Cluster is the live cluster as seen through a member that has quorum (a
@@ -150,7 +161,8 @@ type ReplicaObservation struct {
 	// Cluster is the live cluster, if one answered.
 	Cluster Cluster
 	// ClusterRecord is the bootstrap guard: "" means no cluster was ever
-	// founded here.
+	// founded here. It also carries a pending restore request and the ID
+	// of the cluster that was founded last (see restore.go).
 	ClusterRecord string
 	// Gone holds, per ordinal, whether that replica is confirmed not
 	// running (process exited, pod deleted).
@@ -182,14 +194,26 @@ func decide(m Mode, format string, args ...any) ReplicaDecision {
 //   - bootstrap: ordinal 0, empty data, no peer holds data and no cluster
 //     record exists. Never beside a live cluster.
 //   - rebuild: see rebuildCheck.
+//   - halt and restore: a restore requested in the cluster record stops
+//     every member, and the requester founds the new cluster from the
+//     snapshot (see restore.go). Valid data of a cluster other than the
+//     one the record names never restarts: it waits to rejoin.
 //
 // A replica whose ordinal is at or above the desired count never joins: it
 // is on its way out.
 func ReplicaNext(o ReplicaObservation) ReplicaDecision {
+	if req, ok := ParseRestoreRequest(o.ClusterRecord); ok {
+		return restoreNext(o, req)
+	}
 	surplus := o.Ordinal >= o.Desired
 	c := o.Cluster
 	switch o.Local.Data {
 	case DataValid:
+		if id, ok := RecordClusterID(o.ClusterRecord); ok && id != o.Local.ClusterID && !o.Local.Running && !c.Reachable {
+			// The cluster was founded anew (a restore) since this data was
+			// written: starting it would bring the old cluster back.
+			return decide(Wait, "data belongs to cluster %x, but cluster %x was founded since; waiting for it to answer to rejoin, keeping the data", o.Local.ClusterID, id)
+		}
 		if c.Reachable && c.ClusterID != o.Local.ClusterID {
 			if surplus {
 				return decide(Wait, "data belongs to cluster %x, the live cluster is %x; surplus replica, not rejoining", o.Local.ClusterID, c.ClusterID)

@@ -164,6 +164,7 @@ func (r *Replica) observePeers(ctx context.Context, peers []topology.Replica) []
 				ClusterID:    uint64(st.ClusterID),
 				MemberID:     uint64(st.MemberID),
 				AppliedIndex: st.AppliedIndex,
+				Running:      st.EtcdRunning,
 			}
 		})
 	}

@@ -211,3 +211,19 @@ func (s *Static) SetClusterRecord(_ context.Context, record string) error {
 		return nil
 	})
 }
+
+// SwapClusterRecord replaces the record only if it still is old, under the
+// file's lock, and reports whether it did: two replicas requesting the same
+// change at once cannot both win.
+func (s *Static) SwapClusterRecord(_ context.Context, old, record string) (bool, error) {
+	swapped := false
+	err := UpdateFile(s.path, func(f *File) error {
+		if f.ClusterRecord != old {
+			return nil
+		}
+		f.ClusterRecord = record
+		swapped = true
+		return nil
+	})
+	return swapped, err
+}
