@@ -34,7 +34,16 @@ type Layout struct{ Dir string }
 type Settings struct {
 	Host     string `json:"host"`
 	BasePort int    `json:"basePort"`
+	// PeerProxy makes each replica listen for peers on BASE+10N+PeerProxyPortOffset
+	// while it still advertises BASE+10N+1, so that a test can put a TCP proxy
+	// on the advertised port and cut a member's peer traffic (the chaos suite
+	// does). vetcd up never sets it; only a local.json written beforehand does.
+	PeerProxy bool `json:"peerProxy,omitempty"`
 }
+
+// PeerProxyPortOffset is where a replica listens for peers, above its base
+// port, when Settings.PeerProxy is set.
+const PeerProxyPortOffset = 5
 
 func (l Layout) settingsPath() string { return filepath.Join(l.Dir, "local.json") }
 

@@ -204,6 +204,9 @@ func (s *Supervisor) replicaConfig(i int) (config.Config, error) {
 	c.Name, c.Ordinal = r.Name, &ord
 	c.DataDir = s.layout.DataDir(i)
 	c.ClientURL, c.PeerURL, c.AgentURL, c.MetricsURL = r.ClientURL, r.PeerURL, r.AgentURL, r.MetricsURL
+	if s.settings.PeerProxy {
+		c.ListenPeerURL = fmt.Sprintf("https://%s:%d", s.settings.Host, s.settings.BasePort+10*i+PeerProxyPortOffset)
+	}
 	c.TLS = config.TLS{CAFile: files.CA, CertFile: files.MemberCert, KeyFile: files.MemberKey}
 	c.Topology = config.Topology{Source: "static", File: s.layout.TopologyPath()}
 	if err := c.Validate(); err != nil {

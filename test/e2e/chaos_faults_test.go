@@ -1,0 +1,485 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/pkg/v3/proxy"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vetcd/vetcd/internal/local"
+	"github.com/vetcd/vetcd/internal/status"
+)
+
+// chaosMaxReplicas bounds the cluster a chaos run scales to; every ordinal
+// below it gets a peer proxy from the start.
+const chaosMaxReplicas = 5
+
+// startPeerProxies puts an etcd test proxy on each replica's advertised peer
+// port (BASE+10N+1), forwarding to where the replica listens for peers
+// (local.PeerProxyPortOffset), for ordinals 0..n-1. They stop when the test
+// ends, after the cluster (cleanups run last-in first-out).
+func startPeerProxies(t *testing.T, base, n int) []proxy.Server {
+	t.Helper()
+	var ps []proxy.Server
+	for i := 0; i < n; i++ {
+		p := base + 10*i
+		s := proxy.NewServer(proxy.ServerConfig{
+			Logger: zap.NewNop(),
+			From:   url.URL{Scheme: "tcp", Host: fmt.Sprintf("127.0.0.1:%d", p+1)},
+			To:     url.URL{Scheme: "tcp", Host: fmt.Sprintf("127.0.0.1:%d", p+local.PeerProxyPortOffset)},
+		})
+		select {
+		case <-s.Ready():
+		case err := <-s.Error():
+			t.Fatalf("peer proxy for vetcd-%d: %v", i, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("peer proxy for vetcd-%d not ready", i)
+		}
+		// The proxy blocks its accept loop when nobody reads its errors
+		// (failed dials to a stopped replica): drain them.
+		go func() {
+			for {
+				select {
+				case <-s.Error():
+				case <-s.Done():
+					return
+				}
+			}
+		}()
+		t.Cleanup(func() { _ = s.Close() })
+		ps = append(ps, s)
+	}
+	return ps
+}
+
+// chaos injects the faults of one run and keeps the timeline.
+type chaos struct {
+	t       *testing.T
+	c       *cluster
+	rng     *rand.Rand
+	h       *history
+	proxies []proxy.Server
+	desired int
+
+	mu       sync.Mutex
+	timeline []faultEvent
+	counts   map[string]int
+}
+
+// fault is one entry of the schedule, drawn from the seed.
+type fault struct {
+	kind    string
+	targets []int // ordinals; resolved at injection for "leader" kinds
+	hold    time.Duration
+	scaleTo int
+}
+
+// Fault kinds. destructive ones make a member leave the cluster (removed,
+// data gone or corrupt) and need a recovery by vetcd.
+const (
+	fKill            = "kill-9"
+	fKillMajority    = "kill-9-majority"
+	fStop            = "sigstop"
+	fStopLeader      = "sigstop-leader"
+	fStopMajority    = "sigstop-majority"
+	fPartition       = "partition"
+	fPartitionLeader = "partition-leader"
+	fWipeData        = "wipe-data-dir"
+	fCorruptDB       = "corrupt-db"
+	fDeleteDB        = "delete-db"
+	fMemberRemove    = "member-remove"
+	fScale           = "scale"
+)
+
+// next draws the next fault from the seed, given the desired count. The
+// rules (see TestChaos) keep every fault within what vetcd promises to
+// survive: at most one replica in a destructive fault at a time, destructive
+// faults only while the cluster has at least three voters (two survivors
+// hold a quorum to remove and re-add it), and quorum-breaking faults only
+// non-destructive (processes stopped or killed, never data removed).
+func (ch *chaos) next() fault {
+	n := ch.desired
+	one := func() []int { return []int{ch.rng.IntN(n)} }
+	if n < 3 {
+		// One or two voters: a lost member cannot be replaced without
+		// quorum. Only kill -9 (data kept) and scaling back up.
+		if ch.rng.IntN(10) < 3 {
+			return fault{kind: fKill, targets: one()}
+		}
+		return fault{kind: fScale, scaleTo: 3}
+	}
+	type w struct {
+		kind   string
+		weight int
+	}
+	table := []w{
+		{fKill, 10}, {fKillMajority, 5}, {fStop, 10}, {fStopLeader, 5}, {fStopMajority, 6},
+		{fPartition, 10}, {fPartitionLeader, 6}, {fWipeData, 6}, {fCorruptDB, 5}, {fDeleteDB, 4},
+		{fMemberRemove, 6}, {fScale, 8},
+	}
+	total := 0
+	for _, e := range table {
+		total += e.weight
+	}
+	r := ch.rng.IntN(total)
+	kind := ""
+	for _, e := range table {
+		if r < e.weight {
+			kind = e.kind
+			break
+		}
+		r -= e.weight
+	}
+	f := fault{kind: kind}
+	switch kind {
+	case fKill, fWipeData, fCorruptDB, fDeleteDB, fMemberRemove:
+		f.targets = one()
+	case fStop, fPartition:
+		f.targets = one()
+		f.hold = time.Duration(2000+ch.rng.IntN(16000)) * time.Millisecond // about half beyond unresponsiveAfter (10s)
+	case fStopLeader, fPartitionLeader:
+		f.hold = time.Duration(2000+ch.rng.IntN(16000)) * time.Millisecond
+	case fKillMajority, fStopMajority:
+		f.targets = ch.rng.Perm(n)[:n/2+1]
+		f.hold = time.Duration(3000+ch.rng.IntN(17000)) * time.Millisecond
+	case fScale:
+		var to []int
+		for _, m := range []int{1, 2, 3, 5} {
+			if m != n {
+				to = append(to, m)
+			}
+		}
+		f.scaleTo = to[ch.rng.IntN(len(to))]
+	}
+	return f
+}
+
+func (ch *chaos) record(e faultEvent) {
+	ch.mu.Lock()
+	ch.timeline = append(ch.timeline, e)
+	ch.counts[e.Kind]++
+	ch.mu.Unlock()
+	ch.t.Logf("chaos fault: %s", e)
+}
+
+// inject applies one fault and heals it (for the faults that end: SIGCONT,
+// unblackhole, supervisor resumed). It returns an error only when the test
+// machinery failed; a fault that found nothing to act on is recorded with
+// the reason.
+func (ch *chaos) inject(ctx context.Context, f fault) error {
+	e := faultEvent{Kind: f.kind, Targets: f.targets, Start: ch.h.now()}
+	defer func() {
+		e.End = ch.h.now()
+		ch.record(e)
+	}()
+	switch f.kind {
+	case fStopLeader, fPartitionLeader:
+		l, err := ch.leader(ctx)
+		if err != nil {
+			e.Detail = "no leader to target: " + err.Error()
+			return nil
+		}
+		e.Targets = []int{l}
+	}
+	switch f.kind {
+	case fKill, fKillMajority:
+		for _, i := range e.Targets {
+			if pid := ch.c.pid(i); pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	case fStop, fStopLeader, fStopMajority:
+		var pids []int
+		for _, i := range e.Targets {
+			if pid := ch.c.pid(i); pid > 0 && syscall.Kill(pid, syscall.SIGSTOP) == nil {
+				pids = append(pids, pid)
+			}
+		}
+		defer func() {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}()
+		e.Detail = fmt.Sprintf("held %s", f.hold)
+		sleepCtx(ctx, f.hold)
+	case fPartition, fPartitionLeader:
+		for _, i := range e.Targets {
+			ch.proxies[i].BlackholeTx()
+			ch.proxies[i].BlackholeRx()
+		}
+		defer func() {
+			for _, i := range e.Targets {
+				ch.proxies[i].UnblackholeTx()
+				ch.proxies[i].UnblackholeRx()
+			}
+		}()
+		e.Detail = fmt.Sprintf("peer port blackholed %s", f.hold)
+		sleepCtx(ctx, f.hold)
+	case fWipeData, fCorruptDB, fDeleteDB:
+		detail, err := ch.damage(f.kind, e.Targets[0])
+		e.Detail = detail
+		return err
+	case fMemberRemove:
+		e.Detail = ch.removeFromOutside(ctx, e.Targets[0])
+	case fScale:
+		from := ch.desired
+		out, err := vetcd(ch.t, time.Minute, "scale", strconv.Itoa(f.scaleTo), "--dir", ch.c.dir)
+		if err != nil {
+			e.Detail = fmt.Sprintf("vetcd scale %d failed: %v %s", f.scaleTo, err, strings.TrimSpace(out))
+			return fmt.Errorf("vetcd scale %d: %w\n%s", f.scaleTo, err, out)
+		}
+		ch.desired = f.scaleTo
+		kind := "up"
+		if f.scaleTo < from {
+			kind = "down"
+			if f.scaleTo < from/2+1 {
+				kind = "down, breaking quorum"
+			}
+		}
+		e.Detail = fmt.Sprintf("%d → %d (%s)", from, f.scaleTo, kind)
+	}
+	return nil
+}
+
+// damage stops replica i's process with the supervisor paused (so nothing
+// restarts it meanwhile), damages its data, and resumes the supervisor,
+// which restarts it on the damaged data.
+func (ch *chaos) damage(kind string, i int) (string, error) {
+	c := ch.c
+	pid := c.pid(i)
+	if pid == 0 {
+		return "no process to damage", nil
+	}
+	c.pauseSupervisor()
+	defer c.resumeSupervisor()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Sprintf("kill: %v", err), nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("replica %d (pid %d) still running 10s after kill -9", i, pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	data := filepath.Join(c.dir, local.ReplicaName(i), "data")
+	db := filepath.Join(data, "member", "snap", "db")
+	switch kind {
+	case fWipeData:
+		if err := os.RemoveAll(data); err != nil {
+			return "", fmt.Errorf("remove %s: %w", data, err)
+		}
+		return "data dir removed", nil
+	case fDeleteDB:
+		if err := os.Remove(db); err != nil {
+			return fmt.Sprintf("no db to delete: %v", err), nil
+		}
+		return "member/snap/db removed", nil
+	default:
+		if _, err := os.Stat(db); err != nil {
+			return fmt.Sprintf("no db to corrupt: %v", err), nil
+		}
+		if err := corruptBBolt(db); err != nil {
+			return "", fmt.Errorf("corrupt %s: %w", db, err)
+		}
+		return "bbolt keys and values altered", nil
+	}
+}
+
+// corruptBBolt alters the first byte of every key and value in etcd's key
+// bucket, as etcd's testutil.CorruptBBolt does; unlike it, it skips empty
+// ones (deletion tombstones), on which that one panics.
+func corruptBBolt(path string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("key"))
+		if b == nil {
+			return errors.New("no bucket named key")
+		}
+		var keys, vals [][]byte
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var kv mvccpb.KeyValue
+			if err := proto.Unmarshal(v, &kv); err != nil {
+				return err
+			}
+			if len(kv.Key) > 0 {
+				kv.Key[0]++
+			}
+			if len(kv.Value) > 0 {
+				kv.Value[0]++
+			}
+			v2, err := proto.Marshal(&kv)
+			if err != nil {
+				return err
+			}
+			keys, vals = append(keys, append([]byte(nil), k...)), append(vals, v2)
+		}
+		for i := range keys {
+			if err := b.Put(keys[i], vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// removeFromOutside is `etcdctl member remove` of replica i's member.
+func (ch *chaos) removeFromOutside(ctx context.Context, i int) string {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: ch.c.endpoints(ch.desired), TLS: ch.c.tlsConfig(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Sprintf("client: %v", err)
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := cli.MemberList(cctx)
+		cancel()
+		if err == nil {
+			var id uint64
+			for _, m := range resp.Members {
+				if m.Name == local.ReplicaName(i) {
+					id = m.ID
+				}
+			}
+			if id == 0 {
+				return "not a member at the moment"
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = cli.MemberRemove(cctx, id)
+			cancel()
+			if err == nil {
+				return fmt.Sprintf("member %x removed", id)
+			}
+		}
+		if (!errors.Is(err, rpctypes.ErrUnhealthy) && err != nil && !errors.Is(err, context.DeadlineExceeded)) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Sprintf("not removed: %v", err)
+		}
+		sleepCtx(ctx, 500*time.Millisecond)
+	}
+}
+
+// leader is the ordinal of the current leader.
+func (ch *chaos) leader(ctx context.Context) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := status.Get(cctx, ch.c.endpoints(ch.desired), ch.c.tlsConfig())
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range st.Members {
+		if m.Role == "leader" {
+			return strconv.Atoi(strings.TrimPrefix(m.Name, "vetcd-"))
+		}
+	}
+	return 0, errors.New("no leader in the member list")
+}
+
+// converge waits until the cluster has the desired count of healthy voters.
+func (ch *chaos) converge(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := status.Wait(cctx, func() []string { return ch.c.endpoints(ch.desired) }, ch.c.tlsConfig(), ch.desired)
+	return time.Since(start), err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// metricsScraper reads the vetcd_* counters of every replica process
+// periodically: counters restart at 0 with each process, so the last value
+// seen per (ordinal, pid) is summed.
+type metricsScraper struct {
+	c    *cluster
+	mu   sync.Mutex
+	last map[string]map[string]float64 // "ordinal/pid" -> metric line -> value
+}
+
+func (m *metricsScraper) run(ctx context.Context) {
+	for {
+		m.scrape()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
+func (m *metricsScraper) scrape() {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for i := 0; i < chaosMaxReplicas; i++ {
+		pid := m.c.pid(i)
+		if pid == 0 {
+			continue
+		}
+		resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", m.c.basePort+10*i+3))
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		vals := map[string]float64{}
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(l, "vetcd_recoveries_total") && !strings.HasPrefix(l, "vetcd_rebuilds_total") {
+				continue
+			}
+			sp := strings.LastIndexByte(l, ' ')
+			if sp < 0 {
+				continue
+			}
+			if v, err := strconv.ParseFloat(l[sp+1:], 64); err == nil {
+				vals[l[:sp]] = v
+			}
+		}
+		m.mu.Lock()
+		m.last[fmt.Sprintf("%d/%d", i, pid)] = vals
+		m.mu.Unlock()
+	}
+}
+
+// totals sums every process's last values per metric line.
+func (m *metricsScraper) totals() map[string]float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]float64{}
+	for _, vals := range m.last {
+		for k, v := range vals {
+			out[k] += v
+		}
+	}
+	return out
+}
