@@ -66,6 +66,10 @@ const (
 	Halt
 	// Restore: found a new cluster from the requested snapshot.
 	Restore
+	// Upgrade: the data is older than etcd 3.6 (see storageGate); restore
+	// it by snapshot into a fresh data dir, keep the old one aside, and
+	// found the cluster from it. Ordinal 0 only.
+	Upgrade
 )
 
 func (m Mode) String() string {
@@ -88,6 +92,8 @@ func (m Mode) String() string {
 		return "halt"
 	case Restore:
 		return "restore"
+	case Upgrade:
+		return "upgrade"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
@@ -122,6 +128,9 @@ type Local struct {
 	// DataLocked means etcd cannot be started on this data in this
 	// process any more: a failed start left its WAL locked.
 	DataLocked bool
+	// Storage is the storage version of valid data etcd does not run on,
+	// for the upgrade gate (storageGate).
+	Storage Storage
 }
 
 // MaxStartFailures is how many consecutive failed starts on the same data
@@ -209,6 +218,11 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 	c := o.Cluster
 	switch o.Local.Data {
 	case DataValid:
+		if !o.Local.Running {
+			if d, ok := storageGate(o); ok {
+				return d
+			}
+		}
 		if id, ok := RecordClusterID(o.ClusterRecord); ok && id != o.Local.ClusterID && !o.Local.Running && !c.Reachable {
 			// The cluster was founded anew (a restore) since this data was
 			// written: starting it would bring the old cluster back.
