@@ -82,7 +82,7 @@ func (r *Replica) takeSnapshot(ctx context.Context, clusterID uint64) {
 	r.metrics.SnapshotDuration.Set(took.Seconds())
 	r.metrics.SnapshotSize.Set(float64(m.Size))
 	r.mu.Lock()
-	r.snap.Last, r.snap.LastAt, r.snap.LastSize, r.snap.LastError = sc.Target+name, time.Now().UTC(), m.Size, ""
+	r.snap.Last, r.snap.LastAt, r.snap.LastSize, r.snap.LastError = storage.WithName(sc.Target, name), time.Now().UTC(), m.Size, ""
 	r.mu.Unlock()
 	r.lg.Info("scheduled snapshot taken", zap.String("name", name), zap.Int64("revision", m.Revision), zap.Int64("bytes", m.Size), zap.Duration("took", took))
 

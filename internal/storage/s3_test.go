@@ -98,6 +98,22 @@ func TestParseS3(t *testing.T) {
 	}
 }
 
+func TestWithName(t *testing.T) {
+	for _, tc := range []struct{ prefix, name, want string }{
+		{"file:///backups/", "vetcd-1", "file:///backups/vetcd-1"},
+		{"s3://bkt/p/", "n", "s3://bkt/p/n"},
+		{"s3://bkt/p/?endpoint=h:9000&insecure=true", "n", "s3://bkt/p/n?endpoint=h:9000&insecure=true"},
+	} {
+		got := WithName(tc.prefix, tc.name)
+		if got != tc.want {
+			t.Errorf("WithName(%q, %q) = %q, want %q", tc.prefix, tc.name, got, tc.want)
+		}
+		if loc, err := Parse(got); err != nil || loc.Name != tc.name {
+			t.Errorf("Parse(%q) = %+v, %v: does not name %q", got, loc, err, tc.name)
+		}
+	}
+}
+
 // s3Env starts MinIO with a bucket and sets the AWS credential variables
 // to its root user.
 func s3Env(t *testing.T, opts testtools.MinIOOptions) (*testtools.MinIO, string) {

@@ -91,6 +91,18 @@ func Parse(raw string) (Location, error) {
 	return loc, nil
 }
 
+// WithName returns the URL of object name below prefixURL (a URL ending in
+// "/"), keeping its options, so what `vetcd status` shows can be passed to
+// `snapshot restore`: "s3://b/p/?endpoint=h" and "n" give
+// "s3://b/p/n?endpoint=h".
+func WithName(prefixURL, name string) string {
+	base, query, ok := strings.Cut(prefixURL, "?")
+	if !ok {
+		return base + name
+	}
+	return base + name + "?" + query
+}
+
 func splitLast(p string) (dir, name string) {
 	if strings.HasSuffix(p, "/") {
 		return path.Clean(p), ""

@@ -197,3 +197,70 @@ func TestSnapshotS3(t *testing.T) {
 		t.Fatalf("after delete: %+v, %v", objs, err)
 	}
 }
+
+// Scheduled snapshots to S3: the replicas (started by `vetcd up`, with
+// AWS_* inherited) take snapshots on the leader into the bucket, and
+// retention prunes through S3's List and Delete to the configured count.
+func TestScheduledSnapshotsS3(t *testing.T) {
+	m := testtools.StartMinIO(t, testtools.MinIOOptions{})
+	m.SetEnv(t)
+	const bucket = "scheduled"
+	m.CreateBucket(t, bucket)
+	target := m.URL(bucket, "c1/")
+	cfg := filepath.Join(t.TempDir(), "vetcd.yaml")
+	conf := fmt.Sprintf("snapshots:\n  schedule: \"@every 2s\"\n  target: %q\n  retention: 2\n", target)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "c")
+	c := startUp(t, dir, freeBasePort(t, 3), 3, "--config", cfg)
+	c.requireSettled(3)
+	id := c.status(3).ClusterID
+	loc, err := storage.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	b, err := storage.Open(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := func() []snapshot.Entry {
+		entries, _ := snapshot.List(ctx, b, "vetcd-"+id+"-")
+		return entries
+	}
+	waitFor(t, 90*time.Second, "scheduled snapshots in S3", func() bool {
+		l := c.leaderOrdinal()
+		return c.metric(l, "vetcd_snapshot_failures_total") == 0 &&
+			c.metric(l, "vetcd_snapshot_last_success_timestamp_seconds") > 0 && len(ours()) >= 2
+	})
+	time.Sleep(5 * time.Second) // more schedule ticks: retention must keep the count at 2
+	waitFor(t, 5*time.Second, "retention keeps 2", func() bool {
+		n := len(ours())
+		if n > 3 {
+			t.Fatalf("%d snapshots of this cluster kept, retention is 2", n)
+		}
+		return n == 2
+	})
+	// What is kept is complete, and pruning deletes data with manifests:
+	// two snapshots (4 objects) plus at most one being taken right now.
+	objs, err := b.List(ctx, "vetcd-"+id+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) < 4 || len(objs) > 6 {
+		t.Fatalf("%d objects for this cluster in the bucket: %+v", len(objs), objs)
+	}
+	for _, e := range ours() {
+		if e.Stored <= 0 || e.Manifest.ClusterID != id {
+			t.Fatalf("snapshot %+v", e)
+		}
+	}
+	// `vetcd status` names the last snapshot with a URL that restore takes.
+	out, err := vetcd(t, 30*time.Second, "status", "--dir", dir)
+	want := "last snapshot: s3://" + bucket + "/c1/vetcd-" + id + "-"
+	if err != nil || !strings.Contains(out, want) || !strings.Contains(out, "?endpoint=") {
+		t.Fatalf("vetcd status does not show the last snapshot as %s…?endpoint=…: %v\n%s", want, err, out)
+	}
+}
