@@ -539,3 +539,84 @@ func TestOCICredentials(t *testing.T) {
 		})
 	}
 }
+
+// stallingProxy forwards TCP to addr until stall is called; from then on
+// it moves no more bytes, like a registry that hangs mid-request.
+func stallingProxy(t *testing.T, addr string) (host string, stall func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); l.Close() })
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			select {
+			case <-stalled:
+				<-done // hold the connection open, silent
+				return
+			default:
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go pipe(u, c)
+			go pipe(c, u)
+		}
+	}()
+	var once bool
+	return l.Addr().String(), func() {
+		if !once {
+			once = true
+			close(stalled)
+		}
+	}
+}
+
+// A registry that stops answering in the middle of the work is an error
+// after IdleTimeout, not a hang.
+func TestOCIStalledRegistry(t *testing.T) {
+	ociHermetic(t)
+	reg := testregistry.Start(t, testregistry.Options{})
+	host, stall := stallingProxy(t, reg.Host)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := NewOCI(ctx, host+"/vetcd/snaps", OCIOptions{PlainHTTP: true, Timeout: 2 * time.Second, IdleTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ociPutSnapshot(t, b, "snap", bytes.Repeat([]byte("x"), 1<<20), ociTestManifest(t, ""))
+	stall()
+	start := time.Now()
+	_, _, err = b.Get(ctx, "snap")
+	if err == nil || !strings.Contains(err.Error(), "registry "+host+" unreachable or not answering") {
+		t.Fatalf("get from a stalled registry: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("get from a stalled registry took %s; the idle timeout is 1s", took)
+	}
+}
