@@ -9,7 +9,7 @@ STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 # Real servers the tests use (MinIO, a registry, helm, kube-apiserver): see hack/tools.
 export VETCD_TEST_BIN := $(abspath $(BIN)/test)
 
-.PHONY: all build test lint unit e2e tools test-tools bench clean
+.PHONY: all build test lint unit e2e chaos tools test-tools bench clean
 
 all: build
 
@@ -39,6 +39,17 @@ e2e: build test-tools
 	  | grep --line-buffered -E '^(--- |PASS|FAIL|ok|panic|\s+[a-z_]+_test\.go:[0-9]+:)'; \
 	  rc=$${PIPESTATUS[0]}; if [ $$rc -ne 0 ]; then echo "--- e2e failed; the last lines of e2e.log:"; tail -n 400 e2e.log; fi; exit $$rc
 
+## chaos: TestChaos against bin/vetcd for CHAOS_DURATION (default 30m; `make test` runs 3m). The seed
+## is CHAOS_SEED (default fixed), or CHAOS_SEEDS="1 2 3" for one run per seed; CHAOS_REPLICAS=3|5.
+## Artifacts (timeline, summary; on a violation the porcupine visualization, history, logs) in chaos-artifacts/.
+CHAOS_DURATION ?= 30m
+CHAOS_TIMEOUT  ?= 4h
+chaos: build
+	@CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_ARTIFACTS=$(abspath chaos-artifacts) VETCD_BIN=$(abspath $(BIN)/vetcd) \
+	  $(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v -run '^TestChaos$$' ./test/e2e/ 2>&1 | tee chaos.log \
+	  | grep --line-buffered -E '^(--- |PASS|FAIL|ok|panic|\s+chaos(_[a-z]+)?_test\.go:[0-9]+: (chaos|violation))'; \
+	  rc=$${PIPESTATUS[0]}; if [ $$rc -ne 0 ]; then echo "--- chaos failed; the last lines of chaos.log:"; tail -n 200 chaos.log; fi; exit $$rc
+
 tools: $(STATICCHECK) test-tools
 
 ## test-tools: real servers for the tests, installed into bin/test (see hack/tools/README.md).
@@ -52,4 +63,4 @@ bench: build
 	$(MAKE) -C bench
 
 clean:
-	rm -rf $(BIN) e2e.log
+	rm -rf $(BIN) e2e.log chaos.log chaos-artifacts
