@@ -35,7 +35,7 @@ var kineSchema = []string{
 
 const (
 	liveKeys   = 200_000
-	oldPerKey  = 3      // superseded revisions per live key
+	oldPerKey  = 3       // superseded revisions per live key
 	deadKeys   = 100_000 // created then deleted: two rows each
 	valueBytes = 1024
 )
