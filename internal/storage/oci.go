@@ -174,7 +174,8 @@ type OCIOptions struct {
 	// IdleTimeout bounds how long a transfer may move no byte (default 2m).
 	IdleTimeout time.Duration
 	// TempDir spools data objects to learn their digest before the push
-	// (default os.TempDir()).
+	// (default os.TempDir(), i.e. $TMPDIR): it needs room for the largest
+	// compressed snapshot.
 	TempDir string
 }
 
