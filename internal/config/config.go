@@ -132,6 +132,8 @@ type Config struct {
 	// MigrateFrom names the store (kine SQLite; a deployed etcd) a new
 	// cluster takes its data from when it is founded.
 	MigrateFrom MigrateFrom `yaml:"migrateFrom,omitempty"`
+	// Upgrade says what happens to data written by an etcd older than 3.6.
+	Upgrade Upgrade `yaml:"upgrade,omitempty"`
 
 	// ControlPlane accepts a vCluster values file section as is: only
 	// controlPlane.backingStore.etcd.embedded is read, and Parse merges it

@@ -27,6 +27,12 @@ type MigrateFrom struct {
 	// database, KineDefaultDB: if that file is there when the cluster is
 	// founded it is migrated, otherwise the cluster starts empty.
 	KineDir string `yaml:"kineDir,omitempty"`
+	// Endpoints are the client URLs (http:// or https://) of a deployed
+	// etcd to migrate from; migrateFromDeployedEtcd must be true. See
+	// migrateetcd.go.
+	Endpoints []string `yaml:"endpoints,omitempty"`
+	// TLS is the client TLS towards Endpoints; every field is optional.
+	TLS MigrateTLS `yaml:"tls,omitempty"`
 }
 
 // SQLiteSource returns the kine database to migrate at founding and

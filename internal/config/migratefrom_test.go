@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -49,7 +50,7 @@ func TestMigrateFrom(t *testing.T) {
 				t.Fatal(err)
 			}
 			back, err := Parse(b)
-			if err != nil || back.MigrateFrom != c.MigrateFrom {
+			if err != nil || !reflect.DeepEqual(back.MigrateFrom, c.MigrateFrom) {
 				t.Fatalf("round trip: %+v, %v\n%s", back.MigrateFrom, err, b)
 			}
 		})

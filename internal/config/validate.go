@@ -66,6 +66,8 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Snapshots.validate()...)
 	errs = append(errs, c.Restore.validate()...)
 	errs = append(errs, c.MigrateFrom.validate()...)
+	errs = append(errs, c.validateDeployedEtcd()...)
+	errs = append(errs, c.Upgrade.validate()...)
 
 	if c.TLS.CAFile == "" {
 		add("tls.caFile: required")
