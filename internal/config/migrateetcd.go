@@ -17,16 +17,15 @@ type MigrateTLS struct {
 }
 
 // validateDeployedEtcd checks migrateFromDeployedEtcd against
-// migrateFrom.endpoints and migrateFrom.tls: the flag needs endpoints,
-// endpoints need the flag (so a leftover source never migrates by
-// surprise), and the kine SQLite source excludes both.
+// migrateFrom.endpoints and migrateFrom.tls: endpoints need the flag (so a
+// leftover source never migrates by surprise), and the kine SQLite source
+// excludes both. The flag alone is valid config (a vCluster values file
+// sets it without saying where the etcd is); a replica that founds a
+// cluster with it and no endpoints refuses to found an empty one.
 func (c Config) validateDeployedEtcd() []error {
 	var errs []error
 	m := c.MigrateFrom
-	switch {
-	case c.MigrateFromDeployedEtcd && len(m.Endpoints) == 0:
-		errs = append(errs, errors.New("migrateFromDeployedEtcd: true needs migrateFrom.endpoints (the deployed etcd's client URLs)"))
-	case !c.MigrateFromDeployedEtcd && len(m.Endpoints) > 0:
+	if !c.MigrateFromDeployedEtcd && len(m.Endpoints) > 0 {
 		errs = append(errs, errors.New("migrateFrom.endpoints: set, but migrateFromDeployedEtcd is false; set it to true to migrate, or remove the endpoints"))
 	}
 	if len(m.Endpoints) > 0 && (m.SQLite != "" || m.KineDir != "") {

@@ -14,7 +14,7 @@ func TestDeployedEtcdAndUpgradeConfig(t *testing.T) {
 		{name: "none", yaml: ""},
 		{name: "deployed etcd over http", yaml: "migrateFromDeployedEtcd: true\nmigrateFrom: {endpoints: [http://10.0.0.1:2379]}"},
 		{name: "deployed etcd with mTLS", yaml: "migrateFromDeployedEtcd: true\nmigrateFrom: {endpoints: [https://a:2379, https://b:2379], tls: {caFile: /ca, certFile: /c, keyFile: /k}}"},
-		{name: "flag without endpoints", yaml: "migrateFromDeployedEtcd: true", want: "needs migrateFrom.endpoints"},
+		{name: "flag alone (a vCluster values file)", yaml: "migrateFromDeployedEtcd: true"},
 		{name: "endpoints without flag", yaml: "migrateFrom: {endpoints: [http://a:2379]}", want: "migrateFromDeployedEtcd is false"},
 		{name: "two sources", yaml: "migrateFromDeployedEtcd: true\nmigrateFrom: {endpoints: [http://a:2379], sqlite: /s.db}", want: "use one source"},
 		{name: "not a URL", yaml: "migrateFromDeployedEtcd: true\nmigrateFrom: {endpoints: [a:2379]}", want: `migrateFrom.endpoints[0] "a:2379"`},
