@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -119,8 +121,9 @@ func parseOCI(u *url.URL, loc *Location) error {
 	return nil
 }
 
-// ociOptionsFromQuery reads the URL options: insecure=true (plain HTTP)
-// and timeout=DURATION (connect and ping). Unknown options are errors.
+// ociOptionsFromQuery reads the URL options: insecure=true (plain HTTP),
+// ca=FILE (a private CA for https) and timeout=DURATION (connect and
+// ping). Unknown options are errors.
 func ociOptionsFromQuery(q url.Values) (OCIOptions, error) {
 	var o OCIOptions
 	for k, v := range q {
@@ -140,9 +143,17 @@ func ociOptionsFromQuery(q url.Values) (OCIOptions, error) {
 				return o, fmt.Errorf("timeout=%q: want a positive duration such as 30s", v[0])
 			}
 			o.Timeout = d
+		case "ca":
+			if v[0] == "" {
+				return o, errors.New("ca=: name a PEM file with the registry's CA certificate")
+			}
+			o.CAFile = v[0]
 		default:
-			return o, fmt.Errorf("unknown option %q (oci:// URLs take insecure=true and timeout=DURATION)", k)
+			return o, fmt.Errorf("unknown option %q (oci:// URLs take insecure=true, ca=FILE and timeout=DURATION)", k)
 		}
+	}
+	if o.PlainHTTP && o.CAFile != "" {
+		return o, errors.New("ca= is for https and insecure=true is plain HTTP: use one")
 	}
 	return o, nil
 }
@@ -164,6 +175,9 @@ func openOCI(ctx context.Context, loc Location) (Backend, error) {
 type OCIOptions struct {
 	// PlainHTTP talks HTTP instead of HTTPS (?insecure=true).
 	PlainHTTP bool
+	// CAFile is a PEM file of CA certificates trusted for the registry's
+	// https certificate besides the system's (?ca=FILE).
+	CAFile string
 	// Username and Password authenticate to the registry. When both are
 	// empty the docker config is read (DOCKER_CONFIG or
 	// ~/.docker/config.json, including credential helpers).
@@ -221,8 +235,12 @@ func NewOCI(ctx context.Context, repository string, opts OCIOptions) (*OCI, erro
 	if err != nil {
 		return nil, err
 	}
+	tlsConf, err := ociTLS(opts.CAFile)
+	if err != nil {
+		return nil, err
+	}
 	client := &auth.Client{
-		Client:     ociHTTPClient(opts.Timeout, opts.IdleTimeout),
+		Client:     ociHTTPClient(opts.Timeout, opts.IdleTimeout, tlsConf),
 		Cache:      auth.NewCache(),
 		Credential: cred,
 		Header:     http.Header{"User-Agent": {"vetcd"}},
@@ -253,9 +271,28 @@ func ociCredential(host string, opts OCIOptions) (auth.CredentialFunc, error) {
 	return credentials.Credential(store), nil
 }
 
+// ociTLS trusts the system's CAs plus those in caFile, if given.
+func ociTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("storage: oci: ca=%s: %w", caFile, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("storage: oci: ca=%s: no PEM certificate in the file", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
 // ociHTTPClient bounds connecting by timeout and every read or write by
 // idle, so neither an unreachable nor a stalled registry hangs a caller.
-func ociHTTPClient(timeout, idle time.Duration) *http.Client {
+func ociHTTPClient(timeout, idle time.Duration, tlsConf *tls.Config) *http.Client {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -266,6 +303,9 @@ func ociHTTPClient(timeout, idle time.Duration) *http.Client {
 		return &idleConn{Conn: c, idle: idle}, nil
 	}
 	tr.TLSHandshakeTimeout = timeout
+	if tlsConf != nil {
+		tr.TLSClientConfig = tlsConf
+	}
 	return &http.Client{Transport: tr}
 }
 
@@ -289,9 +329,14 @@ func (c *idleConn) Write(p []byte) (int, error) {
 func (o *OCI) wrap(doing string, err error) error {
 	var resp *errcode.ErrorResponse
 	var nerr net.Error
+	var cerr *tls.CertificateVerificationError
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return err
+	case o.repo.PlainHTTP && errors.As(err, &resp) && resp.StatusCode == http.StatusBadRequest:
+		return fmt.Errorf("storage: oci: %s: registry %s refused a plain-HTTP request; if it serves https, drop ?insecure=true: %w", doing, o.repo.Reference.Registry, err)
+	case errors.As(err, &cerr):
+		return fmt.Errorf("storage: oci: %s: the certificate of registry %s is not trusted; add ?ca=FILE with its CA: %w", doing, o.repo.Reference.Registry, err)
 	case errors.Is(err, auth.ErrBasicCredentialNotFound) ||
 		errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
 		return fmt.Errorf("storage: oci: %s: access denied; give credentials with %s/%s or `docker login %s`: %w",

@@ -23,6 +23,7 @@ import (
 	"oras.land/oras-go/v2/content/memory"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/vetcd/vetcd/internal/pki"
 	"github.com/vetcd/vetcd/internal/testtools/testregistry"
 )
 
@@ -52,6 +53,9 @@ func TestParseOCI(t *testing.T) {
 		{in: "oci://localhost:5000/snaps:t?timeout=-1s", err: `timeout="-1s"`},
 		{in: "oci://localhost:5000/snaps:t?region=x", err: `unknown option "region"`},
 		{in: "oci://localhost:5000/snaps:t?insecure=true&insecure=false", err: `"insecure" given 2 times`},
+		{in: "oci://localhost:5000/snaps:t?ca=", err: "ca=: name a PEM file"},
+		{in: "oci://localhost:5000/snaps:t?ca=/etc/ca.pem&insecure=true", err: "use one"},
+		{in: "oci://localhost:5000/snaps:t?ca=/etc/ca.pem", root: "localhost:5000/snaps", name: "t"},
 		{in: "oci://bob:hunter2@localhost:5000/snaps:t", err: "credentials in the URL"},
 	}
 	for _, tc := range tests {
@@ -618,5 +622,62 @@ func TestOCIStalledRegistry(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("get from a stalled registry took %s; the idle timeout is 1s", took)
+	}
+}
+
+// An https registry: its certificate is checked, a private CA is trusted
+// with ?ca=FILE, and a bad ca= is named.
+func TestOCITLS(t *testing.T) {
+	ociHermetic(t)
+	dir := t.TempDir()
+	now := time.Now()
+	caPEM, caKey, err := pki.NewCA("vetcd test registry CA", time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := pki.NewLeaf(caPEM, caKey, "registry", true, false, pki.LocalOptions(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"ca.pem": caPEM, "cert.pem": cert, "key.pem": key, "not-pem.txt": []byte("hello")}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := testregistry.Start(t, testregistry.Options{TLSCertFile: filepath.Join(dir, "cert.pem"), TLSKeyFile: filepath.Join(dir, "key.pem")})
+	base := "oci://" + reg.Host + "/vetcd/snaps"
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{"untrusted", base + "?timeout=5s", "certificate of registry " + reg.Host + " is not trusted"},
+		{"missing ca file", base + "?ca=" + filepath.Join(dir, "nope.pem"), "nope.pem"},
+		{"ca file without a certificate", base + "?ca=" + filepath.Join(dir, "not-pem.txt"), "no PEM certificate"},
+		{"plain HTTP to https", base + "?insecure=true&timeout=5s", "drop ?insecure=true"},
+		{"ca and insecure", base + "?insecure=true&ca=" + filepath.Join(dir, "ca.pem"), "use one"},
+		{"trusted", base + "?ca=" + filepath.Join(dir, "ca.pem"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			loc, err := Parse(tc.url)
+			var b Backend
+			if err == nil {
+				b, err = Open(ctx, loc)
+			}
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("%s: %v; want an error containing %q", tc.url, err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ociPutSnapshot(t, b, "tls", []byte("over https"), ociTestManifest(t, ""))
+			if got, _ := ociReadAll(t, b, "tls"); string(got) != "over https" {
+				t.Fatalf("read back %q", got)
+			}
+		})
 	}
 }

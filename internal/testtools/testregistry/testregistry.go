@@ -8,6 +8,7 @@ package testregistry
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -32,6 +33,9 @@ type Options struct {
 	Username, Password string
 	// NoDelete leaves deletes disabled, as many registries ship.
 	NoDelete bool
+	// TLSCertFile and TLSKeyFile, when set, serve https with this
+	// certificate (PEM files) instead of plain HTTP.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Registry is a running registry.
@@ -83,6 +87,10 @@ func start(t testing.TB, bin, dir string, opts Options) (*Registry, error) {
 		}
 		authConf = fmt.Sprintf("auth:\n  htpasswd:\n    realm: vetcd-test\n    path: %s\n", htpasswd)
 	}
+	tlsConf, scheme := "", "http"
+	if opts.TLSCertFile != "" {
+		tlsConf, scheme = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", opts.TLSCertFile, opts.TLSKeyFile), "https"
+	}
 	conf := fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -99,7 +107,7 @@ storage:
 http:
   addr: %s
   secret: vetcd-test-secret
-%s`, data, !opts.NoDelete, host, authConf)
+%s%s`, data, !opts.NoDelete, host, tlsConf, authConf)
 	confPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err
@@ -127,7 +135,7 @@ http:
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := waitReady(ctx, host, exited); err != nil {
+	if err := waitReady(ctx, scheme+"://"+host, exited); err != nil {
 		stop()
 		return nil, fmt.Errorf("registry on %s: %w\n%s", host, err, out.String())
 	}
@@ -142,11 +150,15 @@ http:
 
 // waitReady polls GET /v2/ until the registry answers (200, or 401 when
 // it wants credentials), the process exits, or ctx ends.
-func waitReady(ctx context.Context, host string, exited <-chan struct{}) error {
-	c := &http.Client{Timeout: 2 * time.Second}
+func waitReady(ctx context.Context, base string, exited <-chan struct{}) error {
+	// Only a readiness probe: whether the certificate verifies is what the
+	// tests check, with their own clients.
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Timeout: 2 * time.Second, Transport: tr}
 	var last error
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/v2/", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/", nil)
 		resp, err := c.Do(req)
 		if err == nil {
 			resp.Body.Close()
