@@ -207,6 +207,47 @@ func TestS3Backend(t *testing.T) {
 		}
 	})
 
+	t.Run("names that need escaping", func(t *testing.T) {
+		const name = "odd/with space+plus=é&?#%"
+		must(b.Put(ctx, name, strings.NewReader("odd"), 3))
+		objs, err := b.List(ctx, "odd/")
+		must(err)
+		if len(objs) != 1 || objs[0].Name != name {
+			t.Fatalf("List(odd/) = %+v", objs)
+		}
+		rc, _, err := b.Get(ctx, name)
+		must(err)
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(got) != "odd" {
+			t.Fatalf("Get = %q", got)
+		}
+		must(b.Delete(ctx, name))
+	})
+
+	t.Run("listing past one page", func(t *testing.T) {
+		// S3 answers at most 1000 keys per request: retention must see
+		// every snapshot, not the first page.
+		const n = 1005
+		sem := make(chan struct{}, 8)
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				errs <- b.Put(ctx, fmt.Sprintf("many/%04d", i), strings.NewReader("x"), 1)
+			}()
+		}
+		for i := 0; i < n; i++ {
+			must(<-errs)
+		}
+		objs, err := b.List(ctx, "many/")
+		must(err)
+		if len(objs) != n || objs[0].Name != "many/0000" || objs[n-1].Name != fmt.Sprintf("many/%04d", n-1) {
+			t.Fatalf("List(many/) = %d objects, want %d", len(objs), n)
+		}
+	})
+
 	t.Run("bad names", func(t *testing.T) {
 		for _, bad := range []string{"", "/abs", "../escape", "a//b", "dir/", "a/./b"} {
 			if err := b.Put(ctx, bad, strings.NewReader("x"), 1); err == nil || !strings.Contains(err.Error(), "bad object name") {
