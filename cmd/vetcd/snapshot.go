@@ -45,9 +45,9 @@ oci://REGISTRY[:PORT]/REPOSITORY:NAME stores one OCI artifact tagged NAME in an 
 The tag is pushed last, so a tagged snapshot is complete. Without a tag
 (oci://REGISTRY/REPOSITORY, or REPOSITORY:PREFIX for list) the URL names the repository.
 Options: ?insecure=true for a plain-HTTP registry, ?ca=FILE.pem for a private CA,
-?timeout=DURATION to reach it (default 15s). Credentials are never taken from the URL: VETCD_OCI_USERNAME and VETCD_OCI_PASSWORD,
-else the docker config (DOCKER_CONFIG or ~/.docker/config.json, credential helpers included,
-as 'docker login' writes it). Deleting needs a registry that allows deletes; space is freed
+?timeout=DURATION to reach it (default 15s). Credentials are never taken from the URL:
+VETCD_OCI_USERNAME and VETCD_OCI_PASSWORD, else the docker config (DOCKER_CONFIG or
+~/.docker/config.json, credential helpers included, as 'docker login' writes it). Deleting needs a registry that allows deletes; space is freed
 by the registry's garbage collection.`,
 	}
 	cmd.AddCommand(newSnapshotCreateCmd(), newSnapshotListCmd(), newSnapshotDeleteCmd(), newSnapshotRestoreCmd())
