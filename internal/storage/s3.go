@@ -22,18 +22,29 @@ import (
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 )
 
-// S3 defaults. A part is held in memory while it uploads, so PartSize
-// bounds Put's memory; 10,000 parts of 16 MiB allow 160 GiB of unknown size.
 const (
-	DefaultS3Endpoint     = "s3.amazonaws.com"
-	DefaultS3PartSize     = 16 << 20
+	// DefaultS3Endpoint is AWS itself, used when the URL names no endpoint.
+	DefaultS3Endpoint = "s3.amazonaws.com"
+	// DefaultS3PartSize is the multipart part size. One part is held in
+	// memory while it uploads, so it bounds Put's memory; 10,000 parts of
+	// 16 MiB allow 160 GiB of unknown size.
+	DefaultS3PartSize = 16 << 20
+	// DefaultS3ProbeTimeout bounds Open's check of the bucket, so an
+	// unreachable endpoint fails a command in seconds instead of hanging.
 	DefaultS3ProbeTimeout = 15 * time.Second
-	s3DialTimeout         = 10 * time.Second
+	// s3DialTimeout bounds one TCP connect and a credential lookup.
+	s3DialTimeout = 10 * time.Second
 )
 
-// s3Options are the query keys an s3:// URL accepts. Anything else is an
-// error, so a typo (?endpont=) is not silently sent to AWS.
-var s3Options = []string{"endpoint", "region", "insecure", "tls", "ca", "path-style"}
+// s3Option reports whether k is a query key s3:// URLs accept. Anything
+// else is an error, so a typo (?endpont=) is not silently sent to AWS.
+func s3Option(k string) bool {
+	switch k {
+	case "endpoint", "region", "insecure", "tls", "ca", "path-style":
+		return true
+	}
+	return false
+}
 
 // S3Config says where an S3 backend stores its objects and how it reaches
 // the endpoint. Credentials are never part of it: they come from the
@@ -128,8 +139,8 @@ func parseS3(u *url.URL, loc *Location) error {
 func s3ConfigFrom(q url.Values) (S3Config, error) {
 	var c S3Config
 	for k, v := range q {
-		if !slices.Contains(s3Options, k) {
-			return c, fmt.Errorf("unknown option %q; s3 URLs take ?%s", k, strings.Join(s3Options, "=, ?")+"=")
+		if !s3Option(k) {
+			return c, fmt.Errorf("unknown option %q; s3 URLs take ?endpoint=, ?region=, ?insecure=, ?tls=, ?ca= and ?path-style=", k)
 		}
 		if len(v) != 1 {
 			return c, fmt.Errorf("option %q is given %d times", k, len(v))
