@@ -116,6 +116,7 @@ func (r *Replica) startEtcd(ctx context.Context, spec startSpec) (e *embed.Etcd,
 	if err != nil {
 		return nil, fmt.Errorf("start etcd: %w", err)
 	}
+	r.noteOurs(e)
 	if !spec.waitReady {
 		return e, nil
 	}

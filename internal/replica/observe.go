@@ -137,6 +137,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		StartFailures: failures,
 		StartError:    lastErr,
 		DataLocked:    info.WALLocked,
+		Storage:       r.observeStorage(info),
 	}
 }
 

@@ -293,6 +293,8 @@ func (r *Replica) step(ctx context.Context) error {
 		return r.bootstrap(ctx)
 	case plan.Rebuild:
 		return r.rebuild(ctx, obs, d.Reason)
+	case plan.Upgrade:
+		return r.upgrade(ctx, d.Reason)
 	case plan.Halt:
 		r.stopEtcd()
 		return nil
