@@ -442,4 +442,3 @@ func hasPort(c corev1.Container, name string, port int32) bool {
 	}
 	return false
 }
-
