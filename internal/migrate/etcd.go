@@ -63,6 +63,12 @@ var (
 	// ErrSourceCompacted: the source compacted past the revision vetcd had
 	// copied; the missing revisions cannot be copied any more.
 	ErrSourceCompacted = errors.New("migrate: source compacted past the copied revision")
+	// ErrCutOver: the migration was cut over (the marker is done); nothing
+	// more is copied.
+	ErrCutOver = errors.New("migrate: cut over")
+	// ErrNotFollowing: the target was not restored from a deployed etcd
+	// (no marker), so there is nothing to follow or cut over.
+	ErrNotFollowing = errors.New("migrate: target is not following a deployed etcd")
 )
 
 // MinSource35 is the oldest etcd 3.5 release a deployed etcd may run to be
@@ -334,13 +340,48 @@ func Follow(ctx context.Context, o FollowOptions) (int64, error) {
 }
 
 type follower struct {
-	o      FollowOptions
-	lg     *zap.Logger
-	last   int64
-	leases map[int64]bool // leases known to exist on the target
+	o    FollowOptions
+	lg   *zap.Logger
+	last int64
+	// markerRev is the marker's mod revision as last seen: every copy txn
+	// requires it unchanged, so a cut-over (or another follower's copy)
+	// is noticed before a revision is copied twice or after the end.
+	markerRev int64
+	leases    map[int64]bool // leases known to exist on the target
+}
+
+// syncMarker reads the marker: a done marker ends following; a marker
+// that another follower advanced moves this one ahead.
+func (f *follower) syncMarker(ctx context.Context) error {
+	var resp *clientv3.GetResponse
+	err := retry(ctx, func(ctx context.Context) error {
+		var err error
+		resp, err = f.o.Target.Get(ctx, EtcdMarkerKey)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("migrate: read marker: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		f.markerRev = 0
+		return nil
+	}
+	var m EtcdMarker
+	if err := json.Unmarshal(resp.Kvs[0].Value, &m); err != nil {
+		return fmt.Errorf("migrate: marker %s: %w", EtcdMarkerKey, err)
+	}
+	if m.State == StateDone {
+		return fmt.Errorf("%w at source revision %d (%s)", ErrCutOver, m.Revision, m.Reason)
+	}
+	f.markerRev = resp.Kvs[0].ModRevision
+	f.last = max(f.last, m.Revision)
+	return nil
 }
 
 func (f *follower) run(ctx context.Context) (int64, error) {
+	if err := f.syncMarker(ctx); err != nil {
+		return f.last, err
+	}
 	wait := 200 * time.Millisecond
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -350,7 +391,7 @@ func (f *follower) run(ctx context.Context) (int64, error) {
 		if ctx.Err() != nil {
 			return f.last, ctx.Err()
 		}
-		if errors.Is(err, ErrDiverged) || errors.Is(err, ErrSourceCompacted) {
+		if errors.Is(err, ErrDiverged) || errors.Is(err, ErrSourceCompacted) || errors.Is(err, ErrCutOver) {
 			return f.last, err
 		}
 		f.lg.Warn("following the source etcd: watch ended; retrying", zap.Error(err), zap.Int64("revision", f.last))
@@ -422,12 +463,23 @@ func (f *follower) apply(ctx context.Context, rev int64, evs []*clientv3.Event) 
 	var resp *clientv3.TxnResponse
 	err := retry(ctx, func(ctx context.Context) error {
 		var err error
-		resp, err = f.o.Target.Txn(ctx).Then(ops...).Commit()
+		resp, err = f.o.Target.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(EtcdMarkerKey), "=", f.markerRev)).Then(ops...).Commit()
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("migrate: copy source revision %d: %w", rev, err)
 	}
+	if !resp.Succeeded {
+		// Cut over, or copied by another follower: look again.
+		if err := f.syncMarker(ctx); err != nil {
+			return err
+		}
+		if rev <= f.last {
+			return nil
+		}
+		return f.apply(ctx, rev, evs)
+	}
+	f.markerRev = rev
 	if got := resp.Header.GetRevision(); got != rev {
 		return fmt.Errorf("%w: source revision %d landed at target revision %d", ErrDiverged, rev, got)
 	}
@@ -550,13 +602,39 @@ func ReadEtcdMarker(ctx context.Context, cli *clientv3.Client) (m EtcdMarker, ok
 }
 
 // CutOver ends a migration: it records state done with reason in the
-// marker. The write costs the target one revision of its own, so it must
-// come after the last copied source revision.
-func CutOver(ctx context.Context, cli *clientv3.Client, m EtcdMarker, reason string) error {
-	m.State, m.Reason, m.At = StateDone, reason, time.Now().UTC()
-	b, _ := json.Marshal(m)
-	if _, err := cli.Put(ctx, EtcdMarkerKey, string(b)); err != nil {
-		return fmt.Errorf("migrate: cut-over marker: %w", err)
+// marker, once the target holds at least source revision atLeast (0: any).
+// A follower still running sees the marker change and stops before copying
+// another revision. The write costs the target one revision of its own.
+// It returns the marker as written.
+func CutOver(ctx context.Context, cli *clientv3.Client, atLeast int64, reason string) (EtcdMarker, error) {
+	for {
+		resp, err := cli.Get(ctx, EtcdMarkerKey)
+		if err != nil {
+			return EtcdMarker{}, fmt.Errorf("migrate: read marker: %w", err)
+		}
+		if len(resp.Kvs) == 0 {
+			return EtcdMarker{}, ErrNotFollowing
+		}
+		var m EtcdMarker
+		if err := json.Unmarshal(resp.Kvs[0].Value, &m); err != nil {
+			return m, fmt.Errorf("migrate: marker %s: %w", EtcdMarkerKey, err)
+		}
+		if m.State == StateDone {
+			return m, fmt.Errorf("%w already at source revision %d (%s)", ErrCutOver, m.Revision, m.Reason)
+		}
+		if m.Revision < atLeast {
+			return m, fmt.Errorf("migrate: cut-over: the target holds source revision %d, not %d yet", m.Revision, atLeast)
+		}
+		m.State, m.Reason, m.At = StateDone, reason, time.Now().UTC()
+		b, _ := json.Marshal(m)
+		txn, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(EtcdMarkerKey), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpPut(EtcdMarkerKey, string(b))).Commit()
+		if err != nil {
+			return m, fmt.Errorf("migrate: cut-over marker: %w", err)
+		}
+		if txn.Succeeded {
+			return m, nil
+		}
+		// A follower copied another revision meanwhile: look again.
 	}
-	return nil
 }

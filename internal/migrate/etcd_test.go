@@ -198,6 +198,13 @@ func startWriter(t *testing.T, cli *clientv3.Client) *writer {
 					rev, a.deleted = resp.Header.Revision, true
 				}
 			case i%11 == 5:
+				if i%4 == 0 { // now and then a lease granted during the migration
+					var l *clientv3.LeaseGrantResponse
+					if l, err = cli.Grant(ctx, 60); err != nil {
+						break
+					}
+					lease = l
+				}
 				var resp *clientv3.PutResponse
 				resp, err = cli.Put(ctx, key, a.value, clientv3.WithLease(lease.ID))
 				if err == nil {
@@ -293,16 +300,29 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 		t.Fatalf("restored target at revision %d, snapshot at %d: restore must keep revisions", resp.Header.Revision, snapRev)
 	}
 
+	// Two followers at once (a replica's and `vetcd migrate`'s): each
+	// revision is copied once, whichever wins.
 	var mu sync.Mutex
 	var applied int64
 	fctx, fcancel := context.WithCancel(ctx)
-	followDone := make(chan error, 1)
-	go func() {
-		_, err := Follow(fctx, FollowOptions{Source: src.cli, Target: dst.cli, SourceName: src.clientURL, SnapshotRevision: snapRev,
-			From: snapRev, Logger: lg, OnApplied: func(rev int64) { mu.Lock(); applied = rev; mu.Unlock() }})
-		followDone <- err
-	}()
-	t.Cleanup(func() { fcancel(); <-followDone })
+	const followers = 2
+	followDone := make(chan error, followers)
+	for range followers {
+		go func() {
+			_, err := Follow(fctx, FollowOptions{Source: src.cli, Target: dst.cli, SourceName: src.clientURL, SnapshotRevision: snapRev,
+				From: snapRev, Logger: lg, OnApplied: func(rev int64) { mu.Lock(); applied = max(applied, rev); mu.Unlock() }})
+			followDone <- err
+		}()
+	}
+	var stopped bool
+	t.Cleanup(func() {
+		fcancel()
+		for range followers {
+			if !stopped {
+				<-followDone
+			}
+		}
+	})
 	before := w.count()
 	for w.count() < before+300 { // writes keep flowing while vetcd follows
 		time.Sleep(10 * time.Millisecond)
@@ -333,10 +353,12 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	fcancel()
-	if err := <-followDone; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Follow: %v", err)
+	for range followers {
+		if err := <-followDone; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Follow: %v", err)
+		}
 	}
-	followDone <- nil // for the cleanup
+	stopped = true
 
 	got, err := dst.cli.Get(ctx, "/registry/", clientv3.WithPrefix())
 	if err != nil {
@@ -402,6 +424,18 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 	last, err := Follow(ctx, FollowOptions{Source: src.cli, Target: dst.cli, From: srcRev, Logger: lg})
 	if !errors.Is(err, ErrDiverged) || last != srcRev {
 		t.Fatalf("Follow after a target write = %d, %v; want %d, ErrDiverged", last, err, srcRev)
+	}
+	if _, err := CutOver(ctx, dst.cli, srcRev+5, "test"); err == nil || !strings.Contains(err.Error(), "not") {
+		t.Fatalf("CutOver before the target holds the revision = %v", err)
+	}
+	if m, err := CutOver(ctx, dst.cli, srcRev, "test"); err != nil || m.State != StateDone {
+		t.Fatalf("CutOver = %+v, %v", m, err)
+	}
+	if _, err := CutOver(ctx, dst.cli, 0, "again"); !errors.Is(err, ErrCutOver) {
+		t.Fatalf("second CutOver = %v; want ErrCutOver", err)
+	}
+	if _, err := Follow(ctx, FollowOptions{Source: src.cli, Target: dst.cli, From: srcRev, Logger: lg}); !errors.Is(err, ErrCutOver) {
+		t.Fatalf("Follow after the cut-over = %v; want ErrCutOver", err)
 	}
 }
 
