@@ -241,6 +241,14 @@ type watchLog struct {
 	Events   []watchEvent
 	Gaps     [][2]int64 // inclusive revision ranges lost to compaction, accounted for
 	Restarts int
+	Reasons  map[string]int // why streams ended, by error
+}
+
+func (w *watchLog) restartReason(why string) {
+	if w.Reasons == nil {
+		w.Reasons = map[string]int{}
+	}
+	w.Reasons[why]++
 }
 
 // watchEvent is one event as a watcher saw it.

@@ -108,6 +108,7 @@ const (
 	fDeleteDB        = "delete-db"
 	fMemberRemove    = "member-remove"
 	fScale           = "scale"
+	fScaleKill       = "scale-kill-surplus"
 )
 
 // next draws the next fault from the seed, given the desired count. The
@@ -134,7 +135,7 @@ func (ch *chaos) next() fault {
 	table := []w{
 		{fKill, 10}, {fKillMajority, 5}, {fStop, 10}, {fStopLeader, 5}, {fStopMajority, 6},
 		{fPartition, 10}, {fPartitionLeader, 6}, {fWipeData, 6}, {fCorruptDB, 5}, {fDeleteDB, 4},
-		{fMemberRemove, 6}, {fScale, 8},
+		{fMemberRemove, 6}, {fScale, 8}, {fScaleKill, 4},
 	}
 	total := 0
 	for _, e := range table {
@@ -161,6 +162,11 @@ func (ch *chaos) next() fault {
 	case fKillMajority, fStopMajority:
 		f.targets = ch.rng.Perm(n)[:n/2+1]
 		f.hold = time.Duration(3000+ch.rng.IntN(17000)) * time.Millisecond
+	case fScaleKill:
+		f.scaleTo = []int{1, 2}[ch.rng.IntN(2)]
+		if n == 3 {
+			f.scaleTo = 1
+		}
 	case fScale:
 		var to []int
 		for _, m := range []int{1, 2, 3, 5} {
@@ -240,11 +246,28 @@ func (ch *chaos) inject(ctx context.Context, f fault) error {
 		return err
 	case fMemberRemove:
 		e.Detail = ch.removeFromOutside(ctx, e.Targets[0])
-	case fScale:
+	case fScale, fScaleKill:
 		from := ch.desired
+		if f.kind == fScaleKill {
+			// kill -9 every surplus replica, then scale down: the survivor
+			// must rebuild by itself. vetcd promises no acknowledged write
+			// is lost only if a survivor holds every committed entry, which
+			// the controller ensures by keeping leadership on vetcd-0: wait
+			// for that, as a user would check before such a scale-down.
+			if l, err := ch.waitLeader0(ctx, time.Minute); err != nil {
+				e.Detail = fmt.Sprintf("leader is vetcd-%d, not vetcd-0 (%v): scaled down gracefully instead; ", l, err)
+			} else {
+				for i := f.scaleTo; i < from; i++ {
+					if pid := ch.c.pid(i); pid > 0 {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+						e.Targets = append(e.Targets, i)
+					}
+				}
+			}
+		}
 		out, err := vetcd(ch.t, time.Minute, "scale", strconv.Itoa(f.scaleTo), "--dir", ch.c.dir)
 		if err != nil {
-			e.Detail = fmt.Sprintf("vetcd scale %d failed: %v %s", f.scaleTo, err, strings.TrimSpace(out))
+			e.Detail += fmt.Sprintf("vetcd scale %d failed: %v %s", f.scaleTo, err, strings.TrimSpace(out))
 			return fmt.Errorf("vetcd scale %d: %w\n%s", f.scaleTo, err, out)
 		}
 		ch.desired = f.scaleTo
@@ -255,7 +278,7 @@ func (ch *chaos) inject(ctx context.Context, f fault) error {
 				kind = "down, breaking quorum"
 			}
 		}
-		e.Detail = fmt.Sprintf("%d → %d (%s)", from, f.scaleTo, kind)
+		e.Detail += fmt.Sprintf("%d → %d (%s)", from, f.scaleTo, kind)
 	}
 	return nil
 }
@@ -401,6 +424,24 @@ func (ch *chaos) leader(ctx context.Context) (int, error) {
 		}
 	}
 	return 0, errors.New("no leader in the member list")
+}
+
+// waitLeader0 waits until vetcd-0 leads; it returns the last leader seen.
+func (ch *chaos) waitLeader0(ctx context.Context, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		l, err := ch.leader(ctx)
+		if err == nil && l == 0 {
+			return 0, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err == nil {
+				err = errors.New("timed out")
+			}
+			return l, err
+		}
+		sleepCtx(ctx, 500*time.Millisecond)
+	}
 }
 
 // converge waits until the cluster has the desired count of healthy voters.

@@ -352,6 +352,9 @@ func (wt *watcher) run(ctx context.Context, w *workload) {
 				behind := wt.log.last() < w.maxRevision() && time.Since(wt.lastProgress) > 5*time.Second
 				wt.mu.Unlock()
 				if behind {
+					wt.mu.Lock()
+					wt.log.restartReason("stalled 5s behind acknowledged writes")
+					wt.mu.Unlock()
 					cancel()
 					return
 				}
@@ -368,7 +371,10 @@ func (wt *watcher) run(ctx context.Context, w *workload) {
 				wt.mu.Unlock()
 				break
 			}
-			if resp.Err() != nil {
+			if err := resp.Err(); err != nil {
+				wt.mu.Lock()
+				wt.log.restartReason(err.Error())
+				wt.mu.Unlock()
 				break
 			}
 			wt.mu.Lock()
