@@ -101,3 +101,25 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// With PeerProxy (set only in a local.json written beforehand, by the chaos
+// suite) a replica still advertises BASE+10N+1 but listens for peers on
+// BASE+10N+PeerProxyPortOffset, where a test's proxy forwards to; without
+// it both are the same port.
+func TestReplicaConfigPeerProxy(t *testing.T) {
+	for _, tc := range []struct {
+		proxy      bool
+		wantListen string
+	}{
+		{false, "https://127.0.0.1:30021"},
+		{true, "https://127.0.0.1:30025"},
+	} {
+		sup := &Supervisor{opts: Options{Base: config.Default()}, layout: Layout{Dir: t.TempDir()},
+			settings: Settings{Host: "127.0.0.1", BasePort: 30000, PeerProxy: tc.proxy}}
+		c, err := sup.replicaConfig(2)
+		must(t, err)
+		if c.PeerURL != "https://127.0.0.1:30021" || c.ListenPeerURL != tc.wantListen {
+			t.Errorf("PeerProxy %v: peerURL %s, listenPeerURL %s; want https://127.0.0.1:30021 and %s", tc.proxy, c.PeerURL, c.ListenPeerURL, tc.wantListen)
+		}
+	}
+}
