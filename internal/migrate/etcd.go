@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,14 +153,49 @@ type EtcdSource struct {
 // String names the source for logs and markers.
 func (s EtcdSource) String() string { return "etcd://" + strings.Join(s.Endpoints, ",") }
 
-// Dial opens a client to the source. It does not contact it.
+// SourceTLS builds the client TLS towards a deployed etcd from PEM files,
+// each optional: caFile replaces the system roots, certFile and keyFile
+// (together) present a client certificate. It returns nil when every name
+// is empty (http:// sources, or https with the system roots and no client
+// certificate is not told apart: then use an empty tls.Config).
+func SourceTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: source CA: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("migrate: source CA %s: no PEM certificate", caFile)
+		}
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: source client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// Dial opens a client to the source. It does not contact it. An https://
+// endpoint without TLS set uses the system roots.
 func (s EtcdSource) Dial(lg *zap.Logger) (*clientv3.Client, error) {
 	if len(s.Endpoints) == 0 {
 		return nil, errors.New("migrate: source etcd: no endpoints")
 	}
+	tlsConfig := s.TLS
+	if tlsConfig == nil && strings.HasPrefix(s.Endpoints[0], "https://") {
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:          s.Endpoints,
-		TLS:                s.TLS,
+		TLS:                tlsConfig,
 		DialTimeout:        5 * time.Second,
 		Logger:             lg.Named("source-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
 		MaxCallRecvMsgSize: 64 << 20,
@@ -351,8 +387,9 @@ type follower struct {
 }
 
 // syncMarker reads the marker: a done marker ends following; a marker
-// that another follower advanced moves this one ahead.
-func (f *follower) syncMarker(ctx context.Context) error {
+// that another follower advanced moves this one ahead. It returns the
+// target's revision as of the read.
+func (f *follower) syncMarker(ctx context.Context) (int64, error) {
 	var resp *clientv3.GetResponse
 	err := retry(ctx, func(ctx context.Context) error {
 		var err error
@@ -360,26 +397,26 @@ func (f *follower) syncMarker(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("migrate: read marker: %w", err)
+		return 0, fmt.Errorf("migrate: read marker: %w", err)
 	}
 	if len(resp.Kvs) == 0 {
 		f.markerRev = 0
-		return nil
+		return resp.Header.Revision, nil
 	}
 	var m EtcdMarker
 	if err := json.Unmarshal(resp.Kvs[0].Value, &m); err != nil {
-		return fmt.Errorf("migrate: marker %s: %w", EtcdMarkerKey, err)
+		return 0, fmt.Errorf("migrate: marker %s: %w", EtcdMarkerKey, err)
 	}
 	if m.State == StateDone {
-		return fmt.Errorf("%w at source revision %d (%s)", ErrCutOver, m.Revision, m.Reason)
+		return 0, fmt.Errorf("%w at source revision %d (%s)", ErrCutOver, m.Revision, m.Reason)
 	}
 	f.markerRev = resp.Kvs[0].ModRevision
 	f.last = max(f.last, m.Revision)
-	return nil
+	return resp.Header.Revision, nil
 }
 
 func (f *follower) run(ctx context.Context) (int64, error) {
-	if err := f.syncMarker(ctx); err != nil {
+	if _, err := f.syncMarker(ctx); err != nil {
 		return f.last, err
 	}
 	wait := 200 * time.Millisecond
@@ -460,8 +497,22 @@ func (f *follower) apply(ctx context.Context, rev int64, evs []*clientv3.Event) 
 	}
 	m, _ := json.Marshal(EtcdMarker{State: StateFollowing, Source: f.o.SourceName, SnapshotRevision: f.o.SnapshotRevision, Revision: rev, At: time.Now().UTC()})
 	ops = append(ops, clientv3.OpPut(EtcdMarkerKey, string(m)))
+	// The target must still be exactly at the last copied revision: a
+	// write of its own since then is the cut-over, seen here before a
+	// source revision is copied to the wrong place. (Another follower's
+	// copy moves the marker along with the revision.)
+	at, err := f.syncMarker(ctx)
+	if err != nil {
+		return err
+	}
+	if rev <= f.last {
+		return nil
+	}
+	if at != f.last {
+		return fmt.Errorf("%w: the target is at revision %d, the last source revision copied is %d", ErrDiverged, at, f.last)
+	}
 	var resp *clientv3.TxnResponse
-	err := retry(ctx, func(ctx context.Context) error {
+	err = retry(ctx, func(ctx context.Context) error {
 		var err error
 		resp, err = f.o.Target.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(EtcdMarkerKey), "=", f.markerRev)).Then(ops...).Commit()
 		return err
@@ -471,12 +522,6 @@ func (f *follower) apply(ctx context.Context, rev int64, evs []*clientv3.Event) 
 	}
 	if !resp.Succeeded {
 		// Cut over, or copied by another follower: look again.
-		if err := f.syncMarker(ctx); err != nil {
-			return err
-		}
-		if rev <= f.last {
-			return nil
-		}
 		return f.apply(ctx, rev, evs)
 	}
 	f.markerRev = rev

@@ -53,6 +53,9 @@ func (r *Replica) bootstrap(ctx context.Context) error {
 	if err := r.migrateAtFounding(ctx, "vetcd-"+hex.EncodeToString(token)); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	if err := r.migrateEtcdAtFounding(ctx, "vetcd-"+hex.EncodeToString(token)); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
 	e, err := r.startEtcd(ctx, startSpec{token: "vetcd-" + hex.EncodeToString(token), waitReady: true})
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)

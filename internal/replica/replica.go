@@ -233,6 +233,7 @@ func listen(ctx context.Context, rawURL string) (net.Listener, error) {
 // logged, counted and retried with back-off (no crash loops).
 func (r *Replica) run(ctx context.Context) {
 	defer close(r.loopDone)
+	defer r.goFollow(ctx)()
 	go r.controller.Run(ctx, r.interval)
 	go r.runSnapshots(ctx)
 	wait := r.interval

@@ -1,0 +1,304 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/vetcd/vetcd/internal/config"
+	"github.com/vetcd/vetcd/internal/migrate"
+	"github.com/vetcd/vetcd/internal/plan"
+	"github.com/vetcd/vetcd/internal/testtools"
+	"github.com/vetcd/vetcd/internal/topology"
+)
+
+// sourceWriter keeps writing to the deployed etcd and logs every
+// acknowledged write: key -> value and mod revision ("" value: deleted).
+type sourceWriter struct {
+	mu   sync.Mutex
+	acks map[string][2]string
+	n    int
+	err  error
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startSourceWriter(t *testing.T, cli *clientv3.Client) *sourceWriter {
+	w := &sourceWriter{acks: map[string][2]string{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			key := fmt.Sprintf("/registry/w/%03d", i%200)
+			var rev int64
+			val := fmt.Sprint("v", i)
+			if i%9 == 4 {
+				resp, err := cli.Delete(ctx, key)
+				w.err, val = err, ""
+				if err == nil {
+					rev = resp.Header.Revision
+				}
+			} else {
+				resp, err := cli.Put(ctx, key, val)
+				w.err = err
+				if err == nil {
+					rev = resp.Header.Revision
+				}
+			}
+			cancel()
+			if w.err != nil {
+				return
+			}
+			w.mu.Lock()
+			w.acks[key] = [2]string{val, fmt.Sprint(rev)}
+			w.n++
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(w.halt)
+	return w
+}
+
+func (w *sourceWriter) count() int { w.mu.Lock(); defer w.mu.Unlock(); return w.n }
+
+func (w *sourceWriter) halt() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+// embedSource runs a deployed etcd 3.7 in this process.
+func embedSource(t *testing.T) (string, *clientv3.Client) {
+	cfg := embed.NewConfig()
+	cfg.Dir = t.TempDir()
+	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.ListenMetricsUrls = nil
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("source etcd not ready")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cu.String(), cli
+}
+
+// TestFoundFromDeployedEtcd: a founding replica with
+// migrateFromDeployedEtcd restores the deployed etcd's snapshot before it
+// reports ready and follows its writes until cut-over; every acknowledged
+// write, including those made during the migration, is in vetcd with the
+// same mod revision. A write of vetcd's own cuts over, and a restart
+// neither migrates nor follows again.
+func TestFoundFromDeployedEtcd(t *testing.T) {
+	sources := []struct {
+		name  string
+		start func(t *testing.T) (string, *clientv3.Client)
+	}{
+		{"etcd 3.7 embedded", embedSource},
+		{"etcd 3.6.16 process", func(t *testing.T) (string, *clientv3.Client) {
+			p := testtools.StartEtcdProcess(t, testtools.Path(t, "etcd36"), filepath.Join(t.TempDir(), "src"))
+			return p.ClientURL, p.Client
+		}},
+		{"etcd 3.5.35 process", func(t *testing.T) (string, *clientv3.Client) {
+			p := testtools.StartEtcdProcess(t, testtools.Path(t, "etcd35"), filepath.Join(t.TempDir(), "src"))
+			return p.ClientURL, p.Client
+		}},
+	}
+	for _, s := range sources {
+		t.Run(s.name, func(t *testing.T) {
+			srcURL, src := s.start(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			defer cancel()
+			for i := range 1000 {
+				if _, err := src.Put(ctx, fmt.Sprintf("/registry/pre/%04d", i), fmt.Sprint("p", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w := startSourceWriter(t, src)
+			dir := t.TempDir()
+			tr := newTestReplica(t, dir, func(c *config.Config) {
+				c.MigrateFromDeployedEtcd = true
+				c.MigrateFrom.Endpoints = []string{srcURL}
+			})
+			tr.start(t)
+			cli := tr.ready(t)
+			before := w.count()
+			for w.count() < before+300 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			w.halt()
+			if w.err != nil {
+				t.Fatal(w.err)
+			}
+			final, err := src.Get(ctx, "/registry/", clientv3.WithPrefix())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got *clientv3.GetResponse
+			deadline := time.Now().Add(time.Minute)
+			for {
+				got, err = cli.Get(ctx, "/registry/", clientv3.WithPrefix())
+				if err == nil && got.Header.Revision == final.Header.Revision {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("vetcd at revision %v (%v), source at %d", got, err, final.Header.Revision)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if len(got.Kvs) != len(final.Kvs) {
+				t.Fatalf("vetcd has %d keys, the source %d", len(got.Kvs), len(final.Kvs))
+			}
+			byKey := map[string]int{}
+			for i, s := range final.Kvs {
+				g := got.Kvs[i]
+				if string(g.Key) != string(s.Key) || string(g.Value) != string(s.Value) || g.ModRevision != s.ModRevision ||
+					g.CreateRevision != s.CreateRevision || g.Version != s.Version {
+					t.Fatalf("key %s: vetcd %+v, source %+v", s.Key, g, s)
+				}
+				byKey[string(s.Key)] = i
+			}
+			w.mu.Lock()
+			for key, a := range w.acks {
+				i, ok := byKey[key]
+				switch {
+				case a[0] == "" && ok:
+					t.Fatalf("acknowledged delete of %s at %s: present in vetcd", key, a[1])
+				case a[0] != "" && (!ok || string(got.Kvs[i].Value) != a[0] || fmt.Sprint(got.Kvs[i].ModRevision) != a[1]):
+					t.Fatalf("acknowledged write %s=%s at %s not in vetcd as written", key, a[0], a[1])
+				}
+			}
+			w.mu.Unlock()
+			st, ok, err := tr.r.markers.readFollow()
+			if err != nil || !ok || st.Done || st.SnapshotRevision >= final.Header.Revision {
+				t.Fatalf("follow state %+v ok %t err %v", st, ok, err)
+			}
+			t.Logf("snapshot at %d, caught up to %d, %d keys", st.SnapshotRevision, final.Header.Revision, len(got.Kvs))
+
+			// Cut-over: vetcd's first write of its own.
+			if _, err := cli.Put(ctx, "/registry/own", "x"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := src.Put(ctx, "/registry/late", "x"); err != nil { // after cut-over: not copied
+				t.Fatal(err)
+			}
+			deadline = time.Now().Add(30 * time.Second)
+			for {
+				st, _, _ = tr.r.markers.readFollow()
+				m, ok, err := migrate.ReadEtcdMarker(ctx, cli)
+				if st.Done && err == nil && ok && m.State == migrate.StateDone {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no cut-over: state %+v, marker %+v %v", st, m, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if r, err := cli.Get(ctx, "/registry/late"); err != nil || len(r.Kvs) != 0 {
+				t.Fatalf("a source write after the cut-over was copied: %v %v", r, err)
+			}
+
+			// A restart runs on its data: no second migration, no following.
+			_ = tr.r.Close()
+			tr2 := newTestReplica(t, dir, nil)
+			tr2.cfg = tr.cfg
+			tr2.start(t)
+			cli2 := tr2.ready(t)
+			if _, err := src.Put(ctx, "/registry/later", "x"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := cli2.Get(ctx, "/registry/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil || resp.Count != int64(len(got.Kvs))+1 {
+				t.Fatalf("after restart: %d keys (%v), want %d", resp.Count, err, len(got.Kvs)+1)
+			}
+			tr2.waitDecision(t, plan.Keep, "running")
+		})
+	}
+}
+
+// TestFoundFromUnreachableEtcd: a source that does not answer keeps the
+// founding replica unready with a clear error, and nothing is written:
+// no data dir, no founded cluster record.
+func TestFoundFromUnreachableEtcd(t *testing.T) {
+	dir := t.TempDir()
+	dead := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	tr := newTestReplica(t, dir, func(c *config.Config) {
+		c.MigrateFromDeployedEtcd = true
+		c.MigrateFrom.Endpoints = []string{dead}
+	})
+	core, logs := observer.New(zapcore.WarnLevel)
+	r, err := New(tr.cfg, Options{Logger: zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)).Core()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		var msg string
+		for _, e := range logs.All() {
+			if err, ok := e.ContextMap()["error"].(string); ok && strings.Contains(err, "source etcd unreachable") {
+				msg = err
+			}
+		}
+		if msg != "" {
+			if !strings.Contains(msg, dead) || !strings.Contains(msg, "nothing was changed") {
+				t.Fatalf("error %q: want the endpoint and that nothing was changed", msg)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no unreachable-source error logged; decision %+v", r.last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-r.Ready():
+		t.Fatal("replica ready without its source")
+	default:
+	}
+	_ = r.Close()
+	if entries, err := os.ReadDir(tr.cfg.DataDir); err == nil && len(entries) > 0 {
+		t.Fatalf("data dir written: %v", entries)
+	}
+	record, err := topology.NewStatic(tr.topo, topology.Replica{}).ClusterRecord(t.Context())
+	if err != nil || plan.RecordFounded(record) {
+		t.Fatalf("cluster record %q (%v): a cluster was founded without its data", record, err)
+	}
+}
