@@ -62,6 +62,9 @@ func TestChaosLinearizabilityCheck(t *testing.T) {
 			if res != tc.want {
 				t.Fatalf("porcupine says %v, want %v", chaosResult(res), chaosResult(tc.want))
 			}
+			if bad := illegalKeys(tc.ops); (len(bad) > 0) != (tc.want == porcupine.Illegal) {
+				t.Fatalf("illegal keys %v for a history that is %v", bad, chaosResult(tc.want))
+			}
 		})
 	}
 }

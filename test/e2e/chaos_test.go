@@ -300,7 +300,7 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 	checkTook := time.Since(checkStart)
 	switch res {
 	case porcupine.Illegal:
-		violations = append(violations, "the history is not linearizable (see the visualization)")
+		violations = append(violations, fmt.Sprintf("the history is not linearizable: keys %s (see the visualization)", strings.Join(illegalKeys(kv), ", ")))
 	case porcupine.Unknown:
 		violations = append(violations, "porcupine could not decide within 10m")
 	}
@@ -410,6 +410,22 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 		t.Errorf("violation: %s", v)
 	}
 	t.Fatalf("chaos: %d violations with seed %d; artifacts (linearizability.html, timeline.txt, history.txt, watches.txt, logs) in %s", len(violations), seed, artifacts)
+}
+
+// illegalKeys names the keys whose own history is not linearizable.
+func illegalKeys(ops []record) []string {
+	byKey := map[string][]record{}
+	for _, op := range ops {
+		byKey[op.In.Key] = append(byKey[op.In.Key], op)
+	}
+	var bad []string
+	for k, h := range byKey {
+		if res, _, _ := checkLinearizable(h, time.Minute); res != porcupine.Ok {
+			bad = append(bad, k)
+		}
+	}
+	sort.Strings(bad)
+	return bad
 }
 
 func chaosResult(r porcupine.CheckResult) string {
