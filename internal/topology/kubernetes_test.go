@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -299,6 +300,64 @@ func TestKubernetesSource(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(dir, "tls")); !os.IsNotExist(err) {
 			t.Fatalf("TLS dir written for a refused Secret: %v", err)
+		}
+	})
+
+	t.Run("unusable tls secrets are refused, never replaced", func(t *testing.T) {
+		now := time.Now()
+		caCert, caKey, err := pki.NewCA(pki.CACommonName, time.Hour*24, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherCA, otherKey, err := pki.NewCA(pki.CACommonName, time.Hour*24, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := config.Kubernetes{Namespace: "x", Service: "vetcd-headless"}
+		opts := pki.Options{DNSNames: k.DNSNames()}
+		cert, key, err := pki.NewLeaf(caCert, caKey, pki.MemberCommonName, true, true, opts, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serverOnly, serverOnlyKey, err := pki.NewLeaf(caCert, caKey, pki.MemberCommonName, true, false, opts, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, otherLeafKey, err := pki.NewLeaf(otherCA, otherKey, pki.MemberCommonName, true, true, opts, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name string
+			data map[string][]byte
+			want string
+		}{
+			{"no key", map[string][]byte{"ca.crt": caCert, "tls.crt": cert}, "key tls.key: missing"},
+			{"key of another certificate", map[string][]byte{"ca.crt": caCert, "tls.crt": cert, "tls.key": otherLeafKey}, "does not match"},
+			{"signed by another CA", map[string][]byte{"ca.crt": otherCA, "tls.crt": cert, "tls.key": key}, "not valid for server and client auth"},
+			{"server auth only", map[string][]byte{"ca.crt": caCert, "tls.crt": serverOnly, "tls.key": serverOnlyKey}, "not valid for server and client auth"},
+			{"not PEM", map[string][]byte{"ca.crt": []byte("junk"), "tls.crt": cert, "tls.key": key}, "key ca.crt"},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				ns := "badtls-" + string(rune('a'+i))
+				newNamespace(t, client, ns)
+				s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vetcd-tls"}, Data: tc.data}
+				if _, err := client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				_, err := pki.EnsureSecret(ctx, client.CoreV1().Secrets(ns), ns, "vetcd-tls", pki.Options{DNSNames: (&config.Kubernetes{Namespace: ns, Service: "vetcd-headless"}).DNSNames()})
+				if !errors.Is(err, pki.ErrBadSecret) || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("EnsureSecret: %v; want ErrBadSecret mentioning %q", err, tc.want)
+				}
+				after, err := client.CoreV1().Secrets(ns).Get(ctx, "vetcd-tls", metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(after.Data) != len(tc.data) || string(after.Data["ca.crt"]) != string(tc.data["ca.crt"]) {
+					t.Fatalf("the refused Secret was changed")
+				}
+			})
 		}
 	})
 }
