@@ -442,3 +442,20 @@ func hasPort(c corev1.Container, name string, port int32) bool {
 	}
 	return false
 }
+
+// The pod's grace period is shutdown.leaveTimeout plus 15s, whatever the
+// duration's form.
+func TestChartGracePeriod(t *testing.T) {
+	for _, tc := range []struct {
+		leave string
+		want  int64
+	}{{"30s", 45}, {"1m", 75}, {"1m30s", 105}, {"2h", 7215}} {
+		r := render(t, "shutdown.leaveTimeout="+tc.leave)
+		if g := r.sts.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g != tc.want {
+			t.Errorf("leaveTimeout %s: terminationGracePeriodSeconds %v, want %d", tc.leave, g, tc.want)
+		}
+		if got := r.vetcdConfig(t).Shutdown.LeaveTimeout.Seconds(); int64(got)+15 != tc.want {
+			t.Errorf("leaveTimeout %s: the config says %vs", tc.leave, got)
+		}
+	}
+}
