@@ -52,7 +52,7 @@ Raising the revision costs one small txn per revision (etcd has no call to set i
 thousand per second, so a kine revision in the millions takes minutes against a running
 cluster. A replica that founds the cluster from migrateFrom.sqlite pays nothing for it.
 
-Needs the source file and a reachable cluster.`,
+Needs the source file and a reachable cluster.`+etcdMigrationHelp,
 		Example: `  vetcd migrate --from sqlite:///var/lib/rancher/k3s/server/db/state.db --dir /tmp/c1
   vetcd migrate --from sqlite:///data/state.db --endpoints https://10.0.0.1:2379 --cacert ca.crt --cert c.crt --key c.key`,
 		Args: cobra.NoArgs,
@@ -80,7 +80,11 @@ Needs the source file and a reachable cluster.`,
 				}
 				return runSQLiteMigration(ctx, cmd.OutOrStdout(), u.Path, t, force, quiet)
 			case "etcd":
-				return runEtcdMigration(ctx, cmd.OutOrStdout(), u, t, force)
+				local := cf.dir
+				if cf.endpoints != "" {
+					local = ""
+				}
+				return runEtcdMigration(ctx, cmd.OutOrStdout(), u, t, local, force)
 			}
 			return usagef("--from %q: unknown scheme (use sqlite:///path/state.db or etcd://host:port)", from)
 		},
@@ -92,13 +96,6 @@ Needs the source file and a reachable cluster.`,
 	f.DurationVar(&quiet, "quiet", time.Second, "how long the source must stand still before it is read (kine still writing is refused)")
 	f.DurationVar(&timeout, "timeout", 2*time.Hour, "give up after this long")
 	return cmd
-}
-
-// runEtcdMigration migrates from a deployed etcd. The external-etcd
-// migration (internal/migrate/etcd*.go) replaces this body with its call;
-// until then the branch says so instead of doing something else.
-func runEtcdMigration(_ context.Context, _ io.Writer, from *url.URL, _ target, _ bool) error {
-	return usagef("--from %s: migration from a deployed etcd is not yet supported in this build", from.Redacted())
 }
 
 func runSQLiteMigration(ctx context.Context, out io.Writer, path string, t target, force bool, quiet time.Duration) error {

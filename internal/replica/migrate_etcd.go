@@ -250,3 +250,16 @@ func (r *Replica) waitServing(ctx context.Context) error {
 		}
 	}
 }
+
+// FollowSnapshotRevision reads, from a founding replica's markers dir (the
+// parent of its data dir), the source snapshot revision its data was
+// restored at; ok is false if it was not founded from a deployed etcd or
+// has cut over. `vetcd migrate` uses it to cut over a local cluster before
+// the first source revision is copied (when etcd holds no marker yet).
+func FollowSnapshotRevision(markersDir string) (rev int64, ok bool, err error) {
+	s, ok, err := markers{dir: markersDir}.readFollow()
+	if err != nil || !ok || s.Done {
+		return 0, false, err
+	}
+	return s.SnapshotRevision, true, nil
+}
