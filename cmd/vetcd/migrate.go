@@ -52,7 +52,7 @@ Raising the revision costs one small txn per revision (etcd has no call to set i
 thousand per second, so a kine revision in the millions takes minutes against a running
 cluster. A replica that founds the cluster from migrateFrom.sqlite pays nothing for it.
 
-Needs the source file and a reachable cluster.`+etcdMigrationHelp,
+Needs the source file and a reachable cluster.` + etcdMigrationHelp,
 		Example: `  vetcd migrate --from sqlite:///var/lib/rancher/k3s/server/db/state.db --dir /tmp/c1
   vetcd migrate --from sqlite:///data/state.db --endpoints https://10.0.0.1:2379 --cacert ca.crt --cert c.crt --key c.key`,
 		Args: cobra.NoArgs,
