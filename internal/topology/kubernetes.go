@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,8 +31,9 @@ import (
 const ClusterRecordKey = "record"
 
 // ClusterIDAnnotation is set on the record ConfigMap to the cluster ID
-// alone, for people and tools that look with kubectl.
-const ClusterIDAnnotation = "vetcd.io/cluster-record"
+// alone (hex, as etcd prints it) once a cluster is founded, for people and
+// tools that look with kubectl.
+const ClusterIDAnnotation = "vetcd.io/cluster-id"
 
 // maxKubernetesOrdinal bounds the ordinals Lookup derives: replicas of a
 // StatefulSet are named by ordinal, so any ordinal has a name, but
@@ -316,6 +319,73 @@ func (s *Kubernetes) ClusterRecord(context.Context) (string, error) {
 	return cm.Data[ClusterRecordKey], nil
 }
 
+// SwapClusterRecord replaces the record only if the API server still holds
+// old ("" for no ConfigMap), and reports whether it did. The read is live
+// and the write is conditional on the resourceVersion read, so of two
+// replicas swapping at once exactly one wins.
+func (s *Kubernetes) SwapClusterRecord(ctx context.Context, old, record string) (bool, error) {
+	cms := s.client.CoreV1().ConfigMaps(s.k.Namespace)
+	cm, err := cms.Get(ctx, s.k.ClusterRecord, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		if old != "" {
+			return false, nil
+		}
+		_, err := cms.Create(ctx, s.recordConfigMap(record), metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("topology: create cluster record configmap %s/%s: %w", s.k.Namespace, s.k.ClusterRecord, err)
+		}
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("topology: read cluster record configmap %s/%s: %w", s.k.Namespace, s.k.ClusterRecord, err)
+	}
+	if cm.Data[ClusterRecordKey] != old {
+		return false, nil
+	}
+	setRecord(cm, record)
+	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("topology: write cluster record configmap %s/%s: %w", s.k.Namespace, s.k.ClusterRecord, err)
+	}
+	return true, nil
+}
+
+// recordConfigMap is a new record ConfigMap holding record.
+func (s *Kubernetes) recordConfigMap(record string) *corev1.ConfigMap {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+		Name:      s.k.ClusterRecord,
+		Namespace: s.k.Namespace,
+		Labels:    map[string]string{"app.kubernetes.io/managed-by": "vetcd"},
+	}}
+	setRecord(cm, record)
+	return cm
+}
+
+// setRecord puts record in cm's data and, when it names a cluster, the
+// cluster ID in its annotation.
+func setRecord(cm *corev1.ConfigMap, record string) {
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[ClusterRecordKey] = record
+	// "cluster <hex ID> founded|restored ..." (plan's record format; plan
+	// imports this package, so the two words are read here).
+	if f := strings.Fields(record); len(f) >= 2 && f[0] == "cluster" {
+		if id, err := strconv.ParseUint(f[1], 16, 64); err == nil && id != 0 {
+			if cm.Annotations == nil {
+				cm.Annotations = map[string]string{}
+			}
+			cm.Annotations[ClusterIDAnnotation] = f[1]
+		}
+	}
+}
+
 // SetClusterRecord implements Source: it creates or updates the record
 // ConfigMap with a live API call (retrying on conflicts) and returns only
 // once the API server has stored it.
@@ -324,16 +394,7 @@ func (s *Kubernetes) SetClusterRecord(ctx context.Context, record string) error 
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := cms.Get(ctx, s.k.ClusterRecord, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			cm = &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{
-					Name:        s.k.ClusterRecord,
-					Namespace:   s.k.Namespace,
-					Labels:      map[string]string{"app.kubernetes.io/managed-by": "vetcd"},
-					Annotations: map[string]string{ClusterIDAnnotation: record},
-				},
-				Data: map[string]string{ClusterRecordKey: record},
-			}
-			_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+			_, err = cms.Create(ctx, s.recordConfigMap(record), metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				// Created by someone else meanwhile: read and update it.
 				return apierrors.NewConflict(corev1.Resource("configmaps"), s.k.ClusterRecord, err)
@@ -343,14 +404,7 @@ func (s *Kubernetes) SetClusterRecord(ctx context.Context, record string) error 
 		if err != nil {
 			return err
 		}
-		if cm.Data == nil {
-			cm.Data = map[string]string{}
-		}
-		if cm.Annotations == nil {
-			cm.Annotations = map[string]string{}
-		}
-		cm.Data[ClusterRecordKey] = record
-		cm.Annotations[ClusterIDAnnotation] = record
+		setRecord(cm, record)
 		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
 		return err
 	})

@@ -220,8 +220,8 @@ func TestKubernetesSource(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cm.Data[topology.ClusterRecordKey] != founded || cm.Annotations[topology.ClusterIDAnnotation] != founded {
-			t.Fatalf("configmap %v: want record %q in data and annotation", cm, founded)
+		if cm.Data[topology.ClusterRecordKey] != founded || cm.Annotations[topology.ClusterIDAnnotation] != "1234" {
+			t.Fatalf("configmap %v: want record %q in data and cluster ID 1234 in the annotation", cm, founded)
 		}
 		// pod-0 restarted with an empty volume: a new Source sees the
 		// record as soon as it has synced, without waiting for events.
@@ -231,6 +231,48 @@ func TestKubernetesSource(t *testing.T) {
 		}
 		if rec, err := again.ClusterRecord(ctx); err != nil || rec != founded {
 			t.Fatalf("a fresh Source reads the record %q, %v; want %q", rec, err, founded)
+		}
+	})
+
+	t.Run("swapping the record: exactly one of concurrent swaps wins", func(t *testing.T) {
+		ns := "swap"
+		newNamespace(t, client, ns)
+		src := startSource(t, kubeConfig(t, ns, api.Kubeconfig, 0, t.TempDir()))
+		other := startSource(t, kubeConfig(t, ns, api.Kubeconfig, 1, t.TempDir()))
+		if ok, err := src.SwapClusterRecord(ctx, "something", "x"); err != nil || ok {
+			t.Fatalf("swap from a record that does not exist = %v, %v; want false", ok, err)
+		}
+		if ok, err := src.SwapClusterRecord(ctx, "", "cluster ab founded by vetcd-0 at t"); err != nil || !ok {
+			t.Fatalf("first swap = %v, %v; want true", ok, err)
+		}
+		if ok, err := other.SwapClusterRecord(ctx, "", "cluster cd founded by vetcd-1 at t"); err != nil || ok {
+			t.Fatalf("a second founding swap = %v, %v; want false", ok, err)
+		}
+		const from = "cluster ab founded by vetcd-0 at t"
+		wins := make([]bool, 6)
+		var wg sync.WaitGroup
+		for i := range wins {
+			s := src
+			if i%2 == 1 {
+				s = other
+			}
+			wg.Go(func() {
+				ok, err := s.SwapClusterRecord(ctx, from, "restore requested by replica "+string(rune('0'+i))+" from file:///x at t")
+				if err != nil {
+					t.Error(err)
+				}
+				wins[i] = ok
+			})
+		}
+		wg.Wait()
+		n := 0
+		for _, w := range wins {
+			if w {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d of %d concurrent swaps won; want exactly 1", n, len(wins))
 		}
 	})
 
