@@ -36,7 +36,11 @@ such a cluster catches up to the source's current revision and then cuts over: s
 writes to the source first (stop its clients or point them at vetcd), then run it.
 Nothing is copied after the cut-over; a cluster cut over never follows again (the
 marker key /vetcd/migration/etcd records it). TLS towards the source:
-etcd://HOST:PORT?cacert=F&cert=F&key=F (https; each optional).`
+etcd://HOST:PORT?cacert=F&cert=F&key=F (https; each optional). Needs the source and a
+reachable cluster, e.g.:
+
+  vetcd up --config migrate.yaml   # migrateFromDeployedEtcd: true, migrateFrom.endpoints: [http://10.0.0.5:2379]
+  vetcd migrate --from etcd://10.0.0.5:2379 --dir .vetcd`
 
 // runEtcdMigration cuts over a cluster founded from a deployed etcd: it
 // copies the source's revisions the cluster does not hold yet and marks
