@@ -459,3 +459,49 @@ func TestChartGracePeriod(t *testing.T) {
 		}
 	}
 }
+
+// restore.from, snapshot encryption and the credentials' environment and
+// volumes reach the config and the container.
+func TestChartRestoreAndSecrets(t *testing.T) {
+	r := render(t,
+		"restore.from=s3://backups/vetcd/vetcd-9f3c-20261124T010000Z",
+		"restore.decryption.identityFile=/keys/age.txt",
+		"snapshots.schedule=@hourly",
+		"snapshots.target=s3://backups/vetcd/",
+		"snapshots.encryption.recipientsFile=/keys/recipients.txt",
+		"extraEnv[0].name=AWS_ACCESS_KEY_ID",
+		"extraEnv[0].valueFrom.secretKeyRef.name=s3",
+		"extraEnv[0].valueFrom.secretKeyRef.key=id",
+		"extraVolumes[0].name=keys",
+		"extraVolumes[0].secret.secretName=age",
+		"extraVolumeMounts[0].name=keys",
+		"extraVolumeMounts[0].mountPath=/keys",
+	)
+	cfg := r.vetcdConfig(t)
+	if cfg.Restore.From != "s3://backups/vetcd/vetcd-9f3c-20261124T010000Z" || cfg.Restore.Decryption.IdentityFile != "/keys/age.txt" {
+		t.Errorf("restore %+v", cfg.Restore)
+	}
+	if cfg.Snapshots.Encryption.RecipientsFile != "/keys/recipients.txt" {
+		t.Errorf("snapshots.encryption %+v", cfg.Snapshots.Encryption)
+	}
+	c := container(t, r.sts.Spec.Template.Spec, "vetcd")
+	var env, mount bool
+	for _, e := range c.Env {
+		env = env || (e.Name == "AWS_ACCESS_KEY_ID" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef.Name == "s3")
+	}
+	for _, m := range c.VolumeMounts {
+		mount = mount || (m.Name == "keys" && m.MountPath == "/keys")
+	}
+	var vol bool
+	for _, v := range r.sts.Spec.Template.Spec.Volumes {
+		vol = vol || (v.Name == "keys" && v.Secret != nil && v.Secret.SecretName == "age")
+	}
+	if !env || !mount || !vol {
+		t.Errorf("extraEnv %v, extraVolumeMounts %v, extraVolumes %v", env, mount, vol)
+	}
+	// Two key sources at once are refused by the schema.
+	if out, err := helm(t, "template", "vetcd", chartDir(t), "--set", "restore.from=file:///b/s", "--set", "restore.decryption.identityFile=/a",
+		"--set", "restore.decryption.passphraseFile=/b"); err == nil || !strings.Contains(out, "decryption") {
+		t.Errorf("two decryption keys accepted: %v\n%s", err, out)
+	}
+}
