@@ -7,11 +7,9 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -99,58 +97,6 @@ func newTestClient(t *testing.T, ep string) *clientv3.Client {
 		t.Fatal(err)
 	}
 	return cli
-}
-
-// startEtcdProcess runs a stock etcd binary (etcd36, etcd35) on dir as a
-// separate process, stopped when the test ends.
-func startEtcdProcess(t *testing.T, bin, dir string) etcdServer {
-	t.Helper()
-	cu, pu := testURL(t), testURL(t)
-	cmd := exec.Command(bin, "--name", "src", "--data-dir", dir,
-		"--listen-client-urls", cu, "--advertise-client-urls", cu,
-		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
-		"--initial-cluster", "src="+pu, "--log-level", "warn")
-	logf, err := os.Create(filepath.Join(t.TempDir(), "etcd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-	})
-	cli := newTestClient(t, cu)
-	t.Cleanup(func() { cli.Close() })
-	deadline := time.Now().Add(time.Minute)
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		_, err := cli.Status(ctx, cu)
-		cancel()
-		if err == nil {
-			return etcdServer{clientURL: cu, cli: cli}
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("%s not ready: %v\n%s", bin, err, b)
-		}
-		select {
-		case <-done:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("%s exited:\n%s", bin, b)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // ack is an acknowledged write: the key's value and mod revision after it
@@ -445,8 +391,8 @@ func TestMigrateFromEtcd37WhileWriting(t *testing.T) {
 }
 
 func TestMigrateFromEtcd36WhileWriting(t *testing.T) {
-	bin := testtools.Path(t, "etcd36")
-	src := startEtcdProcess(t, bin, filepath.Join(t.TempDir(), "src"))
+	p := testtools.StartEtcdProcess(t, testtools.Path(t, "etcd36"), filepath.Join(t.TempDir(), "src"))
+	src := etcdServer{clientURL: p.ClientURL, cli: p.Client}
 	st, err := src.cli.Status(t.Context(), src.clientURL)
 	if err != nil {
 		t.Fatal(err)
