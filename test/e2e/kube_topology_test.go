@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -415,4 +416,102 @@ func (k *kubeSet) waitLeader0() {
 		}
 		return errors.New("vetcd-0 is not the leader")
 	})
+}
+
+// restart stops replica i (SIGTERM; it stays desired, so it keeps its
+// membership) and starts it again with the current config, as a rolling
+// update of the StatefulSet does.
+func (k *kubeSet) restart(i int) {
+	k.t.Helper()
+	_ = k.procs[i].Process.Signal(syscall.SIGTERM)
+	k.waitExit(i, 30*time.Second)
+	k.start(i)
+}
+
+// restore.from on Kubernetes: a snapshot taken from a StatefulSet's
+// cluster, then more writes, then restore.from in the shared config and a
+// rolling restart. The cluster is founded anew from the snapshot (new
+// cluster ID, three voters), writes after the snapshot are gone, writes
+// before it are there, and the record ConfigMap says where it came from.
+func TestKubeRestoreFromSnapshot(t *testing.T) {
+	api := kube.Start(t, kube.Options{})
+	k := newKubeSet(t, api, "vetcd-restore", freeBasePort(t, 3))
+	k.scale(3)
+	old := k.settled(3, 3*time.Minute).ClusterID
+	cli := k.client()
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		if _, err := cli.Put(ctx, fmt.Sprintf("before/%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tlsDir := filepath.Join(k.dir, k.pod(0), "tls")
+	snap := "file://" + filepath.Join(t.TempDir(), "snaps") + "/before"
+	out, err := vetcd(t, 2*time.Minute, "snapshot", "create", snap, "--endpoints", k.endpoints(3)[0],
+		"--cacert", filepath.Join(tlsDir, "ca.crt"), "--cert", filepath.Join(tlsDir, "tls.crt"), "--key", filepath.Join(tlsDir, "tls.key"))
+	if err != nil {
+		t.Fatalf("snapshot create: %v\n%s", err, out)
+	}
+	for i := 0; i < 50; i++ {
+		if _, err := cli.Put(ctx, fmt.Sprintf("after/%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// restore.from in the shared config, then a rolling restart.
+	b, err := os.ReadFile(k.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.config, append(b, []byte("restore:\n  from: "+snap+"\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := 2; i >= 0; i-- {
+		k.restart(i)
+	}
+	var st status.Cluster
+	kube.WaitFor(t, 3*time.Minute, "a cluster founded anew from the snapshot", func(ctx context.Context) error {
+		s, err := status.Get(ctx, k.endpoints(3), k.tlsConfig())
+		if err != nil {
+			return err
+		}
+		if s.ClusterID == old {
+			return fmt.Errorf("still cluster %s", old)
+		}
+		if ok, why := s.Settled(3); !ok {
+			return errors.New(why)
+		}
+		st = s
+		return nil
+	})
+	t.Logf("restored into cluster %s (was %s) in %s", st.ClusterID, old, time.Since(start).Round(time.Millisecond))
+	cli2 := k.client()
+	kube.WaitFor(t, time.Minute, "the restored data reads back", func(ctx context.Context) error {
+		before, err := cli2.Get(ctx, "before/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return err
+		}
+		after, err := cli2.Get(ctx, "after/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return err
+		}
+		if before.Count != 100 || after.Count != 0 {
+			return fmt.Errorf("%d keys from before the snapshot (want 100), %d from after (want 0)", before.Count, after.Count)
+		}
+		return nil
+	})
+	cm, err := api.Client.CoreV1().ConfigMaps(k.ns).Get(ctx, "vetcd-cluster", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := cm.Data["record"]; !strings.Contains(rec, "restored from "+snap) {
+		t.Fatalf("cluster record %q does not name the snapshot", rec)
+	}
+	t.Logf("record: %s", cm.Data["record"])
+	// A restart with the same config does not restore again.
+	k.restart(0)
+	if s := k.settled(3, 2*time.Minute); s.ClusterID != st.ClusterID {
+		t.Fatalf("a restart with the same restore.from founded cluster %s again (was %s)", s.ClusterID, st.ClusterID)
+	}
 }
