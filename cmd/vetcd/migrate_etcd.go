@@ -13,7 +13,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/vetcd/vetcd/internal/etcdclient"
 	"github.com/vetcd/vetcd/internal/migrate"
 	"github.com/vetcd/vetcd/internal/replica"
 )
@@ -67,7 +66,7 @@ func runEtcdMigration(ctx context.Context, out io.Writer, from *url.URL, t targe
 	if err != nil {
 		return err
 	}
-	tcli, err := etcdclient.New(t.endpoints, t.tls, lg)
+	tcli, err := migrate.DialTarget(t.endpoints, t.tls, lg)
 	if err != nil {
 		return err
 	}

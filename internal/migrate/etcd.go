@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
@@ -323,6 +324,41 @@ func Restore(lg *zap.Logger, dbPath string, t RestoreTarget) error {
 		return fmt.Errorf("migrate: restore: %w", err)
 	}
 	return nil
+}
+
+// Limits of a cluster that follows a deployed etcd. Follow copies each
+// source revision as one txn, and one source revision can touch thousands
+// of keys (a lease expiry deletes every key on it at once: Kubernetes puts
+// a minute of Events on one lease), far above etcd's default 128 ops and
+// 1.5 MiB per request.
+const (
+	FollowMaxTxnOps       = 100_000
+	FollowMaxRequestBytes = 32 << 20
+)
+
+// RaiseTargetLimits raises an etcd config's --max-txn-ops and
+// --max-request-bytes to the Follow limits (never lowers them), so that
+// every source revision fits one txn.
+func RaiseTargetLimits(ec *embed.Config) {
+	ec.MaxTxnOps = max(ec.MaxTxnOps, FollowMaxTxnOps)
+	ec.MaxRequestBytes = max(ec.MaxRequestBytes, FollowMaxRequestBytes)
+}
+
+// DialTarget opens a client to the following cluster that can send a
+// FollowMaxRequestBytes txn.
+func DialTarget(endpoints []string, tlsConfig *tls.Config, lg *zap.Logger) (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:          endpoints,
+		TLS:                tlsConfig,
+		DialTimeout:        5 * time.Second,
+		Logger:             lg.Named("target-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
+		MaxCallSendMsgSize: FollowMaxRequestBytes + 1<<20,
+		MaxCallRecvMsgSize: 64 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("migrate: target client: %w", err)
+	}
+	return cli, nil
 }
 
 // FollowOptions configure Follow.

@@ -62,8 +62,9 @@ type etcdServer struct {
 }
 
 // startEmbedEtcd starts a real etcd 3.7 member in this process (plain
-// http), stopped when the test ends.
-func startEmbedEtcd(t *testing.T, dir, name, peerURL string) etcdServer {
+// http), stopped when the test ends. A target gets vetcd's limits for a
+// following cluster, as a replica with migrateFromDeployedEtcd has.
+func startEmbedEtcd(t *testing.T, dir, name, peerURL string, target bool) etcdServer {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = name
@@ -75,6 +76,9 @@ func startEmbedEtcd(t *testing.T, dir, name, peerURL string) etcdServer {
 	cfg.InitialCluster = name + "=" + peerURL
 	cfg.ListenMetricsUrls = nil
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	if target {
+		RaiseTargetLimits(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +90,12 @@ func startEmbedEtcd(t *testing.T, dir, name, peerURL string) etcdServer {
 		t.Fatal("etcd not ready")
 	}
 	cli := newTestClient(t, cu.String())
+	if target {
+		cli.Close()
+		if cli, err = DialTarget([]string{cu.String()}, nil, zap.NewNop()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(func() { cli.Close(); e.Close() })
 	return etcdServer{clientURL: cu.String(), cli: cli}
 }
@@ -237,7 +247,7 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 	if err := Restore(lg, db, RestoreTarget{Name: "vetcd-0", PeerURL: peer, DataDir: dataDir, Token: "t"}); err != nil {
 		t.Fatal(err)
 	}
-	dst := startEmbedEtcd(t, dataDir, "vetcd-0", peer)
+	dst := startEmbedEtcd(t, dataDir, "vetcd-0", peer, true)
 	resp, err := dst.cli.Get(ctx, "x")
 	if err != nil {
 		t.Fatal(err)
@@ -270,6 +280,21 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 		}
 	})
 	before := w.count()
+	// A lease with 1000 keys revoked while vetcd follows: one source
+	// revision deleting them all, as when a lease of Kubernetes Events
+	// expires.
+	events, err := src.cli.Grant(ctx, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if _, err := src.cli.Put(ctx, fmt.Sprintf("/registry/events/ns/e%04d", i), strings.Repeat("e", 500), clientv3.WithLease(events.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.cli.Revoke(ctx, events.ID); err != nil {
+		t.Fatal(err)
+	}
 	for w.count() < before+300 { // writes keep flowing while vetcd follows
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -386,7 +411,7 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 }
 
 func TestMigrateFromEtcd37WhileWriting(t *testing.T) {
-	src := startEmbedEtcd(t, t.TempDir(), "src", testURL(t))
+	src := startEmbedEtcd(t, t.TempDir(), "src", testURL(t), false)
 	migrateWhileWriting(t, src)
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/vetcd/vetcd/internal/config"
+	"github.com/vetcd/vetcd/internal/migrate"
 )
 
 // startSpec says how to start etcd for one start mode.
@@ -47,6 +48,9 @@ func etcdConfig(cfg config.Config, spec startSpec) (*embed.Config, error) {
 		return nil, fmt.Errorf("etcd feature gates: %w", err)
 	}
 	ec.CorruptCheckTime = 5 * time.Minute
+	if cfg.MigrateFromDeployedEtcd {
+		migrate.RaiseTargetLimits(ec) // every source revision is copied as one txn
+	}
 	if err := config.ApplyExtraArgs(ec, cfg.ExtraArgs); err != nil {
 		return nil, err
 	}

@@ -190,10 +190,11 @@ func (r *Replica) followOnce(ctx context.Context, lg *zap.Logger, state followSt
 		return false, err
 	}
 	defer scli.Close()
-	tcli, err := r.pool.Get(r.cfg.ClientURL)
+	tcli, err := migrate.DialTarget([]string{r.cfg.ClientURL}, r.clientTLS, lg)
 	if err != nil {
 		return false, err
 	}
+	defer tcli.Close()
 	lg.Info("following the deployed etcd", zap.String("source", src.String()), zap.Int64("snapshot-revision", state.SnapshotRevision))
 	last, err := migrate.Follow(ctx, migrate.FollowOptions{
 		Source: scli, Target: tcli, SourceName: src.String(),

@@ -156,6 +156,20 @@ func TestFoundFromDeployedEtcd(t *testing.T) {
 			})
 			tr.start(t)
 			cli := tr.ready(t)
+			// A lease with 300 keys expires while vetcd follows: one source
+			// revision deleting them all, copied as one txn.
+			events, err := src.Grant(ctx, 600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 300 {
+				if _, err := src.Put(ctx, fmt.Sprintf("/registry/events/e%03d", i), "e", clientv3.WithLease(events.ID)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := src.Revoke(ctx, events.ID); err != nil {
+				t.Fatal(err)
+			}
 			before := w.count()
 			for w.count() < before+300 {
 				time.Sleep(10 * time.Millisecond)
