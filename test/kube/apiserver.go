@@ -46,6 +46,13 @@ type Options struct {
 	// EtcdCAFile, EtcdCertFile and EtcdKeyFile are the client TLS files
 	// for https EtcdServers.
 	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
+	// RBAC turns on the RBAC authorizer (default: AlwaysAllow). The test's
+	// admin user is in system:masters either way.
+	RBAC bool
+	// Users maps extra bearer tokens to user names, e.g.
+	// "system:serviceaccount:ns:vetcd" to act as a service account that
+	// RBAC role bindings name; see KubeconfigFor.
+	Users map[string]string
 }
 
 // APIServer is a running kube-apiserver, stopped when the test ends.
@@ -62,8 +69,9 @@ type APIServer struct {
 	// Log is the kube-apiserver's output file.
 	Log string
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd     *exec.Cmd
+	done    chan struct{}
+	certDir string
 }
 
 // token is the bearer token of the test's admin user.
@@ -81,8 +89,16 @@ func Start(t testing.TB, opts Options) *APIServer {
 	saPub := filepath.Join(dir, "sa.pub")
 	writeServiceAccountKey(t, saKey, saPub)
 	tokens := filepath.Join(dir, "tokens.csv")
-	if err := os.WriteFile(tokens, []byte(token+`,vetcd-test,vetcd-test,"system:masters"`+"\n"), 0o600); err != nil {
+	lines := token + `,vetcd-test,vetcd-test,"system:masters"` + "\n"
+	for tok, user := range opts.Users {
+		lines += tok + "," + user + "," + user + "\n"
+	}
+	if err := os.WriteFile(tokens, []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	authz := "AlwaysAllow"
+	if opts.RBAC {
+		authz = "RBAC"
 	}
 	certDir := filepath.Join(dir, "certs")
 	port := freePort(t)
@@ -91,7 +107,7 @@ func Start(t testing.TB, opts Options) *APIServer {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + saPub,
 		"--service-account-signing-key-file=" + saKey,
-		"--authorization-mode=AlwaysAllow",
+		"--authorization-mode=" + authz,
 		"--token-auth-file=" + tokens,
 		"--secure-port=" + strconv.Itoa(port),
 		"--bind-address=127.0.0.1",
@@ -147,7 +163,21 @@ func Start(t testing.TB, opts Options) *APIServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.certDir = certDir
 	return s
+}
+
+// KubeconfigFor writes a kubeconfig that authenticates with tok (one of
+// Options.Users) and returns its path.
+func (s *APIServer) KubeconfigFor(t testing.TB, tok string) string {
+	t.Helper()
+	cfg := s.kubeconfig(t, s.certDir)
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: tok}
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // stop sends SIGTERM and kills after 15s.
