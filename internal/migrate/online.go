@@ -62,6 +62,10 @@ func Into(ctx context.Context, cli *clientv3.Client, o IntoOptions) (res IntoRes
 		return res, err
 	}
 	defer src.Close()
+	// The cluster is written to: check the whole file first.
+	if err := src.Check(ctx); err != nil {
+		return res, err
+	}
 	res.SourceRevision = src.Revision
 
 	m, ok, err := ReadMarker(ctx, cli)

@@ -4,18 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -67,17 +62,32 @@ type Result struct {
 	Resumed bool
 	// Renamed is where the source file went (Source + MigratedSuffix).
 	Renamed string
+	// Phases are the steps of the run and how long each took, in order
+	// (Seed only): where a slow migration spends its time.
+	Phases []Phase
+}
+
+// Phase is one timed step of a migration.
+type Phase struct {
+	Name string
+	Took time.Duration
 }
 
 // Seed migrates a kine SQLite file into a new member's data dir, before
-// that member first starts: the keys go into a private one-member staging
-// etcd in WorkDir (its client listens on 127.0.0.1 only, and it skips
-// fsync: it is a disposable copy, rebuilt if damaged), are verified
-// against the source, and its snapshot is restored into DataDir with the
-// revision bumped above kine's and marked compacted. DataDir appears by
-// one rename, complete, after everything was verified; then the source is
-// renamed to *.migrated. A failure before that leaves DataDir absent and
-// the source untouched; calling Seed again resumes from WorkDir.
+// that member first starts. It reads the newest row of every key in one
+// pass and writes the live ones, batch by batch, straight into an etcd
+// backend file in WorkDir (stagedb.go: etcd's mvcc layout, no raft log,
+// no gRPC), reading the next batch while one is written. etcdutl's
+// restore turns that file into DataDir's member with the revision bumped
+// above kine's and marked compacted. The restored file is then read back
+// the way etcd rebuilds its index and checked against the source: key
+// count and content hash (taken while the source was read), marker, and
+// revision. DataDir appears by one rename, complete, after everything was
+// verified; then the source is renamed to *.migrated. A failure before
+// that leaves DataDir absent and the source untouched; calling Seed again
+// resumes from WorkDir. Bad input (a source SQLite cannot read, kine still
+// writing, a key vetcd cannot keep) leaves no WorkDir behind either, when
+// this call made it.
 func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 	lg := o.Logger
 	if lg == nil {
@@ -89,107 +99,157 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 	if entries, err := os.ReadDir(o.DataDir); err == nil && len(entries) > 0 {
 		return res, fmt.Errorf("migrate: data dir %s is not empty: a member with data is never seeded", o.DataDir)
 	}
+	start := time.Now()
+	phase := func(name string) {
+		now := time.Now()
+		res.Phases = append(res.Phases, Phase{Name: name, Took: now.Sub(start)})
+		lg.Info("migration phase done", zap.String("phase", name), zap.Duration("took", now.Sub(start)))
+		start = now
+	}
 	src, err := OpenSQLite(ctx, o.Source, o.SourceOptions)
 	if err != nil {
 		return res, err
 	}
 	defer src.Close()
 	res.SourceRevision = src.Revision
+	// SQLite's whole-file check runs beside the copy, on its own
+	// connection; nothing becomes visible before it passed.
+	var checkErr error
+	checked := make(chan struct{})
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	go func() {
+		defer close(checked)
+		checkErr = src.Check(checkCtx)
+	}()
+	defer func() {
+		stopCheck()
+		<-checked
+	}()
+	phase("open source")
 	lg.Info("migrating kine SQLite into the new member", zap.String("source", src.Path()),
 		zap.Int64("kine-revision", src.Revision), zap.Int64("kine-rows", src.Rows), zap.String("data-dir", o.DataDir))
 
+	_, statErr := os.Stat(o.WorkDir)
+	madeWorkDir := errors.Is(statErr, fs.ErrNotExist)
 	if err := os.MkdirAll(o.WorkDir, 0o700); err != nil {
 		return res, fmt.Errorf("migrate: work dir: %w", err)
 	}
-	stage, err := startStage(ctx, filepath.Join(o.WorkDir, "etcd"), lg)
-	if err != nil {
-		// A staging etcd that cannot start on its own leftovers (say, a
-		// power loss without fsync) is rebuilt from scratch.
-		lg.Warn("staging etcd did not start on the work dir; starting over", zap.Error(err))
-		if rerr := os.RemoveAll(filepath.Join(o.WorkDir, "etcd")); rerr != nil {
-			return res, fmt.Errorf("migrate: clear work dir: %w", rerr)
+	defer func() {
+		// Bad input changes nothing on disk: remove the work dir this
+		// call made. An interrupted run keeps it, to resume.
+		if err != nil && madeWorkDir && badInput(err) {
+			if rerr := os.RemoveAll(o.WorkDir); rerr != nil {
+				lg.Warn("could not remove the migration work dir", zap.String("dir", o.WorkDir), zap.Error(rerr))
+			}
 		}
-		if stage, err = startStage(ctx, filepath.Join(o.WorkDir, "etcd"), lg); err != nil {
+	}()
+	stagePath := filepath.Join(o.WorkDir, "stage.db")
+	restored := filepath.Join(o.WorkDir, "restored")
+	// An older vetcd staged into a whole etcd here; that work is redone.
+	if err := os.RemoveAll(filepath.Join(o.WorkDir, "etcd")); err != nil {
+		return res, fmt.Errorf("migrate: clear work dir: %w", err)
+	}
+	st, err := openStageDB(stagePath)
+	if err != nil {
+		lg.Warn("the staging file is unreadable; starting over", zap.Error(err))
+		if st, err = restartStage(stagePath); err != nil {
 			return res, err
 		}
 	}
-	defer stage.close()
-
-	m, ok, err := ReadMarker(ctx, stage.cli)
-	if err != nil {
-		return res, err
-	}
-	if ok && (m.Source != src.Path() || m.SourceRevision != src.Revision) {
+	defer func() { _ = st.close() }()
+	m, ok, err := st.Marker()
+	if err == nil && ok && (m.Source != src.Path() || m.SourceRevision != src.Revision) {
 		lg.Warn("the work dir holds a migration of another source or revision; starting over",
 			zap.String("work-source", m.Source), zap.Int64("work-revision", m.SourceRevision))
-		stage.close()
-		if err := os.RemoveAll(filepath.Join(o.WorkDir, "etcd")); err != nil {
-			return res, fmt.Errorf("migrate: clear work dir: %w", err)
-		}
-		if stage, err = startStage(ctx, filepath.Join(o.WorkDir, "etcd"), lg); err != nil {
+		err = errors.New("another source")
+	}
+	if err != nil {
+		_ = st.close()
+		if st, err = restartStage(stagePath); err != nil {
 			return res, err
 		}
 		ok = false
 	}
 	if !ok {
 		m = Marker{State: StateCopying, Source: src.Path(), SourceRevision: src.Revision, Started: time.Now().UTC()}
-		if err := putMarker(ctx, stage.cli, m); err != nil {
-			return res, err
-		}
 	}
 	res.Resumed = ok
 	if m.State != StateDone {
 		if res.Resumed {
 			lg.Info("resuming an interrupted migration", zap.String("after", m.After))
 		}
-		stats, err := copyAndVerify(ctx, stage.cli, src, m, o.Options)
+		stats, err := st.copyFrom(ctx, src, m, o.Options)
 		if err != nil {
+			return res, fmt.Errorf("migrate: copy: %w", err)
+		}
+		if err := src.Unchanged(ctx, m.SourceRevision); err != nil {
 			return res, err
 		}
-		// The marker's own put is the snapshot's last revision.
-		resp, err := stage.cli.Get(ctx, MarkerKey)
-		if err != nil {
-			return res, fmt.Errorf("migrate: staging revision: %w", err)
+		phase("read source and write staging file")
+		if res.Resumed {
+			// This run read only the rest: hash the whole source.
+			if stats, err = src.SourceStats(ctx); err != nil {
+				return res, err
+			}
+			phase("hash the whole source (resumed)")
 		}
-		snapRev := resp.Header.Revision + 1
 		m.State, m.Keys, m.Bytes, m.SHA256 = StateDone, stats.Keys, stats.Bytes, stats.SHA256
-		m.Revision = snapRev + bumpFor(src.Revision, snapRev)
+		m.Revision = st.rev + 1 + bumpFor(src.Revision, st.rev+1)
 		m.After = ""
 		m.Finished = time.Now().UTC()
-		if err := putMarker(ctx, stage.cli, m); err != nil {
+		if err := st.commit(nil, m, true); err != nil {
 			return res, err
 		}
+	}
+	stageRev := st.rev
+	<-checked
+	if checkErr != nil {
+		return res, checkErr
+	}
+	phase("finish the source's integrity check")
+	if err := st.close(); err != nil {
+		return res, fmt.Errorf("migrate: close the staging file: %w", err)
 	}
 	res.Stats = Stats{Keys: m.Keys, Bytes: m.Bytes, SHA256: m.SHA256}
 
-	snap := filepath.Join(o.WorkDir, "snapshot.db")
-	if err := stage.snapshot(ctx, snap); err != nil {
-		return res, err
-	}
-	stage.close()
-	restored := filepath.Join(o.WorkDir, "restored")
 	if err := os.RemoveAll(restored); err != nil {
 		return res, fmt.Errorf("migrate: clear %s: %w", restored, err)
 	}
-	st, err := etcdutl.NewV3(lg).Status(snap)
-	if err != nil {
-		return res, fmt.Errorf("migrate: read staging snapshot: %w", err)
-	}
-	bump := bumpFor(src.Revision, st.Revision)
+	bump := bumpFor(src.Revision, stageRev)
 	err = etcdutl.NewV3(lg.Named("restore").WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))).Restore(etcdutl.RestoreConfig{
-		SnapshotPath:        snap,
+		SnapshotPath:        stagePath,
 		Name:                o.Name,
 		OutputDataDir:       restored,
 		PeerURLs:            []string{o.PeerURL},
 		InitialCluster:      o.Name + "=" + o.PeerURL,
 		InitialClusterToken: o.Token,
-		RevisionBump:        uint64(bump),
-		MarkCompacted:       true,
+		// A bbolt file, not a snapshot stream: it has no trailing hash.
+		// What it holds is checked against the source below.
+		SkipHashCheck: true,
+		RevisionBump:  uint64(bump),
+		MarkCompacted: true,
 	})
 	if err != nil {
-		return res, fmt.Errorf("migrate: restore the staging snapshot: %w", err)
+		return res, fmt.Errorf("migrate: restore the staging file: %w", err)
 	}
-	res.Revision = st.Revision + bump
+	res.Revision = stageRev + bump
+	phase("restore into a member data dir")
+
+	got, err := readDB(filepath.Join(restored, "member", "snap", "db"))
+	if err != nil {
+		return res, fmt.Errorf("migrate: verify: %w", err)
+	}
+	if err := checkSeeded(got, m, res.Revision, src.Revision); err != nil {
+		// Never seen in a healthy run: start over next time rather than
+		// restore the same file again.
+		lg.Error("the seeded data does not match the source; the next run starts over", zap.Error(err))
+		for _, p := range []string{restored, stagePath} {
+			_ = os.RemoveAll(p)
+		}
+		return res, err
+	}
+	phase("verify the data dir against the source")
+
 	if err := os.Remove(o.DataDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return res, fmt.Errorf("migrate: data dir %s: %w", o.DataDir, err)
 	}
@@ -208,9 +268,44 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 	if err := os.RemoveAll(o.WorkDir); err != nil {
 		lg.Warn("could not remove the migration work dir", zap.String("dir", o.WorkDir), zap.Error(err))
 	}
+	phase("rename")
 	lg.Info("kine SQLite migrated", zap.Int64("keys", res.Keys), zap.Int64("bytes", res.Bytes),
 		zap.Int64("kine-revision", res.SourceRevision), zap.Int64("revision", res.Revision), zap.String("source-renamed-to", res.Renamed))
 	return res, nil
+}
+
+// restartStage removes the staging file and opens a new one.
+func restartStage(path string) (*stageDB, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("migrate: clear the staging file: %w", err)
+	}
+	return openStageDB(path)
+}
+
+// checkSeeded compares what the restored data dir holds with the source's
+// stats recorded in the done marker m.
+func checkSeeded(got dbContent, m Marker, rev, kineRev int64) error {
+	want := Stats{Keys: m.Keys, Bytes: m.Bytes, SHA256: m.SHA256}
+	switch {
+	case got.Stats != want:
+		return fmt.Errorf("migrate: verify: the data dir has %d keys (%d bytes, sha256 %s), the source %d keys (%d bytes, sha256 %s)",
+			got.Keys, got.Bytes, got.SHA256, want.Keys, want.Bytes, want.SHA256)
+	case !got.MarkerOK || got.Marker.State != StateDone || got.Marker.SHA256 != m.SHA256:
+		return fmt.Errorf("migrate: verify: the data dir's migration marker is %+v (found %v), not the finished one", got.Marker, got.MarkerOK)
+	case got.Revision != rev || rev <= kineRev:
+		return fmt.Errorf("migrate: verify: the data dir's revision is %d, want %d (above kine's %d)", got.Revision, rev, kineRev)
+	case got.Compacted != rev:
+		return fmt.Errorf("migrate: verify: the data dir is marked compacted at %d, want %d", got.Compacted, rev)
+	}
+	return nil
+}
+
+// badInput reports errors that mean the source cannot be migrated as it
+// is (rather than an interrupted run).
+func badInput(err error) bool {
+	var bk errBadKey
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotSQLite) || errors.Is(err, ErrNotKine) ||
+		errors.Is(err, ErrSourceBusy) || errors.As(err, &bk)
 }
 
 // bumpFor is how far a snapshot at rev must be bumped to land above
@@ -279,125 +374,3 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
-
-// stage is the private staging etcd of Seed.
-type stage struct {
-	e   *embed.Etcd
-	cli *clientv3.Client
-}
-
-// startStage starts a one-member etcd on dir with plain http on 127.0.0.1
-// (nothing but this process talks to it).
-func startStage(ctx context.Context, dir string, lg *zap.Logger) (*stage, error) {
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		cu, err := freeURL()
-		if err != nil {
-			return nil, err
-		}
-		pu, err := freeURL()
-		if err != nil {
-			return nil, err
-		}
-		cfg := embed.NewConfig()
-		cfg.Name = "vetcd-migrate"
-		cfg.Dir = dir
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-		cfg.InitialCluster = cfg.Name + "=" + pu.String()
-		cfg.ListenMetricsUrls = nil
-		cfg.UnsafeNoFsync = true
-		cfg.QuotaBackendBytes = 8 << 30
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg.Named("staging-etcd").WithOptions(
-			zap.IncreaseLevel(zapcore.ErrorLevel),
-			zap.WrapCore(func(c zapcore.Core) zapcore.Core { return quiet{c} })))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("migrate: staging dir: %w", err)
-		}
-		e, err := embed.StartEtcd(cfg)
-		if err != nil {
-			lastErr = err
-			if strings.Contains(err.Error(), "address already in use") {
-				continue
-			}
-			return nil, fmt.Errorf("migrate: start staging etcd: %w", err)
-		}
-		select {
-		case <-e.Server.ReadyNotify():
-		case err := <-e.Err():
-			e.Close()
-			return nil, fmt.Errorf("migrate: staging etcd: %w", err)
-		case <-time.After(time.Minute):
-			e.Close()
-			return nil, errors.New("migrate: staging etcd not ready after 1m")
-		case <-ctx.Done():
-			e.Close()
-			return nil, ctx.Err()
-		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, Logger: zap.NewNop(), DialTimeout: 5 * time.Second,
-			MaxCallSendMsgSize: 2 << 20})
-		if err != nil {
-			e.Close()
-			return nil, fmt.Errorf("migrate: staging client: %w", err)
-		}
-		return &stage{e: e, cli: cli}, nil
-	}
-	return nil, fmt.Errorf("migrate: start staging etcd: %w", lastErr)
-}
-
-func (s *stage) close() {
-	if s.cli != nil {
-		s.cli.Close()
-		s.cli = nil
-	}
-	if s.e != nil {
-		s.e.Close()
-		s.e = nil
-	}
-}
-
-// snapshot streams the staging etcd's snapshot into path, fsynced.
-func (s *stage) snapshot(ctx context.Context, path string) error {
-	rc, err := s.cli.Snapshot(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: staging snapshot: %w", err)
-	}
-	defer rc.Close()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("migrate: staging snapshot: %w", err)
-	}
-	_, err = io.Copy(f, rc)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("migrate: staging snapshot: %w", err)
-	}
-	return nil
-}
-
-func freeURL() (url.URL, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return url.URL{}, fmt.Errorf("migrate: find a free port: %w", err)
-	}
-	defer ln.Close()
-	return url.URL{Scheme: "http", Host: ln.Addr().String()}, nil
-}
-
-// quiet drops the message embedded etcd logs at error level on every
-// Close (see TESTING.md).
-type quiet struct{ zapcore.Core }
-
-func (c quiet) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if strings.HasPrefix(e.Message, "setting up serving from embedded etcd failed") {
-		return ce
-	}
-	return c.Core.Check(e, ce)
-}
-
-func (c quiet) With(fs []zapcore.Field) zapcore.Core { return quiet{c.Core.With(fs)} }

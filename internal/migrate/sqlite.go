@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -82,16 +83,23 @@ type SourceOptions struct {
 	// means one second (kine polls its table every second); negative skips
 	// the wait (tests, benchmarks).
 	Quiet time.Duration
-	// SkipIntegrityCheck skips SQLite's quick_check, which reads every
-	// page before anything is written. Only for benchmarks of files this
-	// process just made.
-	SkipIntegrityCheck bool
 }
 
+// mmapBytes is how much of the source SQLite maps into memory instead of
+// reading it page by page with pread (a read-only mapping: half the read
+// time on a 1.3 GB file). A file that shrinks under the mapping (kine
+// vacuuming it: kine must be stopped) faults, which Scan turns into an
+// error.
+const mmapBytes = 1 << 40
+
 // OpenSQLite opens the kine database at path read-only and checks it: the
-// file exists, is an SQLite database, passes SQLite's quick_check, has
-// kine's table, and kine is not writing to it. It changes nothing on disk
-// (a WAL kine left behind is read, not checkpointed). Close it after use.
+// file exists, is an SQLite database with kine's table, and kine is not
+// writing to it. It changes nothing on disk (a WAL kine left behind is
+// read, not checkpointed). Close it after use.
+//
+// It does not run SQLite's quick_check, which reads every page of the
+// file (1.7 s for 1.3 GB): call Check, before writing anything that cannot
+// be undone, or beside the work that can.
 func OpenSQLite(ctx context.Context, path string, opts SourceOptions) (*Source, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -111,12 +119,13 @@ func OpenSQLite(ctx context.Context, path string, opts SourceOptions) (*Source, 
 	}
 	// mode=ro: never write the source. busy_timeout: wait out a write
 	// lock kine holds for a moment rather than failing.
-	u := url.URL{Scheme: "file", Path: abs, RawQuery: "mode=ro&_pragma=busy_timeout(10000)"}
+	u := url.URL{Scheme: "file", Path: abs, RawQuery: fmt.Sprintf("mode=ro&_pragma=busy_timeout(10000)&_pragma=mmap_size(%d)", int64(mmapBytes))}
 	db, err := sql.Open("sqlite", u.String())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite source %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(1)
+	// Two connections: Scan and Check may run at once.
+	db.SetMaxOpenConns(2)
 	s := &Source{path: abs, db: db}
 	// Reading a WAL-mode database creates its -wal and -shm files when
 	// they are missing (kine is not running); Close removes those again,
@@ -168,15 +177,6 @@ func classify(err error) error {
 }
 
 func (s *Source) check(ctx context.Context, opts SourceOptions) error {
-	if !opts.SkipIntegrityCheck {
-		var res string
-		if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&res); err != nil {
-			return classify(err)
-		}
-		if res != "ok" {
-			return fmt.Errorf("%w: quick_check: %s", ErrCorrupt, res)
-		}
-	}
 	rows, err := s.db.QueryContext(ctx, "SELECT name FROM pragma_table_info('kine')")
 	if err != nil {
 		return classify(err)
@@ -234,6 +234,23 @@ func (s *Source) check(ctx context.Context, opts SourceOptions) error {
 	return nil
 }
 
+// Check runs SQLite's quick_check over the whole file (every page of the
+// table, its indexes and the free list) on a connection of its own, so it
+// can run while Scan reads. Scan alone reads only the pages that hold the
+// migrated rows and the name index; damage elsewhere (another index, a
+// free page) would go unnoticed, and a damaged file is refused whole
+// (ErrCorrupt).
+func (s *Source) Check(ctx context.Context) error {
+	var res string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&res); err != nil {
+		return fmt.Errorf("sqlite source %s: %w", s.path, classify(err))
+	}
+	if res != "ok" {
+		return fmt.Errorf("sqlite source %s: %w: quick_check: %s", s.path, ErrCorrupt, res)
+	}
+	return nil
+}
+
 // revision is kine's current revision: the highest id in the table or in
 // SQLite's AUTOINCREMENT counter, whichever is higher (compaction may have
 // deleted the newest rows' predecessors, never the counter).
@@ -284,54 +301,80 @@ func (s *Source) Close() error {
 
 // Scan calls fn for every live key whose name sorts after `after` (all
 // keys for ""), in key (byte) order, reading one consistent snapshot of the
-// table. It stops at the first error fn returns.
-func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) error {
-	// The newest row per name via kine's (name, id) index, then the row
-	// itself by primary key. SQLite compares TEXT with memcmp (BINARY),
-	// which is etcd's key order.
-	const q = `SELECT k.id, k.name, k.deleted, k.lease, k.value
-		FROM (SELECT name, MAX(id) AS id FROM kine WHERE name > ? GROUP BY name) AS m
-		JOIN kine AS k ON k.id = m.id
+// table. The Entry's slices belong to fn. It stops at the first error fn
+// returns.
+func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (err error) {
+	// The newest row per name from kine's name index (a covering index
+	// scan: the row id is in the index), then the row itself by primary
+	// key. SQLite compares TEXT with memcmp (BINARY), which is etcd's key
+	// order. The subquery's ORDER BY with CROSS JOIN (the subquery stays
+	// the outer loop) lets SQLite satisfy the outer ORDER BY from the
+	// index order; a plain JOIN sorts every row, values included, in a
+	// temporary b-tree first (1.5 s of 3.5 s on 300k rows of 1 KiB).
+	const q = `SELECT k.id, m.name, k.deleted, k.lease, k.value
+		FROM (SELECT name, MAX(id) AS id FROM kine WHERE name > ? GROUP BY name ORDER BY name) AS m
+		CROSS JOIN kine AS k ON k.id = m.id
 		ORDER BY m.name`
+	// The source is memory-mapped: a file cut short under the mapping
+	// faults; make that this goroutine's panic, and an error.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(interface{ Addr() uintptr }); !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("sqlite source %s: %w: reading the mapped file faulted (%v): was it truncated while read?", s.path, ErrCorrupt, r)
+		}
+	}()
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return classify(err)
+		return s.readErr(err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	rows, err := tx.QueryContext(ctx, q, after)
 	if err != nil {
-		return classify(err)
+		return s.readErr(err)
 	}
 	defer rows.Close()
-	var prev string
-	first := true
+	var (
+		prev    []byte
+		id      int64
+		name    sql.RawBytes
+		deleted sql.NullInt64
+		lease   sql.NullInt64
+		value   sql.RawBytes
+	)
 	for rows.Next() {
-		var (
-			id      int64
-			name    string
-			deleted sql.NullInt64
-			lease   sql.NullInt64
-			value   []byte
-		)
 		if err := rows.Scan(&id, &name, &deleted, &lease, &value); err != nil {
-			return classify(err)
+			return s.readErr(err)
 		}
-		if !first && name <= prev {
-			return fmt.Errorf("%w: keys out of order (%q after %q)", ErrCorrupt, name, prev)
+		if prev != nil && bytes.Compare(name, prev) <= 0 {
+			return fmt.Errorf("sqlite source %s: %w: keys out of order (%q after %q)", s.path, ErrCorrupt, name, prev)
 		}
-		first, prev = false, name
-		if deleted.Int64 != 0 || skipName(name) {
+		// One allocation holds the key and the value; RawBytes are the
+		// driver's until the next row.
+		buf := make([]byte, len(name)+len(value))
+		copy(buf, name)
+		copy(buf[len(name):], value)
+		key := buf[:len(name):len(name)]
+		prev = key
+		if deleted.Int64 != 0 || skipName(string(key)) {
 			continue
 		}
 		if lease.Int64 < 0 || lease.Int64 > maxTTL {
-			return fmt.Errorf("key %q: lease %d: not a TTL vetcd can keep (1..%d seconds)", name, lease.Int64, maxTTL)
+			return errBadKey{fmt.Errorf("key %q: lease %d: not a TTL vetcd can keep (1..%d seconds)", key, lease.Int64, maxTTL)}
 		}
-		if value == nil {
-			value = []byte{}
-		}
-		if err := fn(Entry{Key: []byte(name), Value: value, TTL: lease.Int64, ModRevision: id}); err != nil {
+		if err := fn(Entry{Key: key, Value: buf[len(name):], TTL: lease.Int64, ModRevision: id}); err != nil {
 			return err
 		}
 	}
-	return classify(rows.Err())
+	return s.readErr(rows.Err())
+}
+
+// readErr names the source in an error SQLite gave while reading it.
+func (s *Source) readErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("sqlite source %s: %w", s.path, classify(err))
 }

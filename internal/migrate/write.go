@@ -100,28 +100,50 @@ type Progress func(keys, bytes int64)
 type Stats struct {
 	Keys  int64
 	Bytes int64
-	// SHA256 is over every key in byte order: uvarint length and bytes of
-	// the key, of the value, then the TTL as a varint.
+	// SHA256 is over the keys in byte order: the SHA-256 of the
+	// concatenated SHA-256 digests of each key's entry (uvarint length and
+	// bytes of the key, of the value, then the TTL as a varint). Digests
+	// per entry let a reader that meets the keys in another order (etcd's
+	// bbolt file holds them in revision order) keep 32 bytes per key, not
+	// the values, until it has sorted them.
 	SHA256 string
 }
 
+// hasher computes Stats from entries added in key order. Not safe for
+// concurrent use.
 type hasher struct {
-	h     hash.Hash
-	keys  int64
-	bytes int64
-	buf   [binary.MaxVarintLen64]byte
+	h, entry hash.Hash
+	keys     int64
+	bytes    int64
+	buf      [binary.MaxVarintLen64]byte
+	sum      [sha256.Size]byte
 }
 
-func newHasher() *hasher { return &hasher{h: sha256.New()} }
+func newHasher() *hasher { return &hasher{h: sha256.New(), entry: sha256.New()} }
+
+// digest is the SHA-256 of one entry.
+func (h *hasher) digest(key, value []byte, ttl int64) [sha256.Size]byte {
+	e := h.entry
+	e.Reset()
+	e.Write(h.buf[:binary.PutUvarint(h.buf[:], uint64(len(key)))])
+	e.Write(key)
+	e.Write(h.buf[:binary.PutUvarint(h.buf[:], uint64(len(value)))])
+	e.Write(value)
+	e.Write(h.buf[:binary.PutVarint(h.buf[:], ttl)])
+	e.Sum(h.sum[:0])
+	return h.sum
+}
 
 func (h *hasher) add(key, value []byte, ttl int64) {
-	h.h.Write(h.buf[:binary.PutUvarint(h.buf[:], uint64(len(key)))])
-	h.h.Write(key)
-	h.h.Write(h.buf[:binary.PutUvarint(h.buf[:], uint64(len(value)))])
-	h.h.Write(value)
-	h.h.Write(h.buf[:binary.PutVarint(h.buf[:], ttl)])
+	d := h.digest(key, value, ttl)
+	h.addDigest(d, int64(len(value)))
+}
+
+// addDigest adds an entry by its digest and value length.
+func (h *hasher) addDigest(d [sha256.Size]byte, valueLen int64) {
+	h.h.Write(d[:])
 	h.keys++
-	h.bytes += int64(len(value))
+	h.bytes += valueLen
 }
 
 func (h *hasher) stats() Stats {
