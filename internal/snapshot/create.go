@@ -13,7 +13,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/etcdclient"
@@ -73,6 +72,9 @@ func Create(ctx context.Context, src Source, b storage.Backend, name string, opt
 	}
 	defer cli.Close()
 
+	// One pass: etcd's stream is compressed, hashed and stored while a
+	// copy is spooled to read the revision from once it is complete. The
+	// spool is never synced; only the stored snapshot must be durable.
 	tmp, err := os.CreateTemp(opts.TempDir, "vetcd-snapshot-*.db")
 	if err != nil {
 		return m, fmt.Errorf("snapshot: spool: %w", err)
@@ -83,26 +85,8 @@ func Create(ctx context.Context, src Source, b storage.Backend, name string, opt
 	if err != nil {
 		return m, fmt.Errorf("snapshot: from %s: %w", from.Name, err)
 	}
-	_, err = io.Copy(tmp, &progressReader{r: rc, report: opts.Progress})
-	rc.Close()
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if err != nil {
-		return m, fmt.Errorf("snapshot: from %s: %w", from.Name, err)
-	}
-	st, err := etcdutl.NewV3(lg).Status(tmp.Name())
-	if err != nil {
-		return m, fmt.Errorf("snapshot: the db %s sent does not read back: %w", from.Name, err)
-	}
-	keys := int64(st.TotalKey)
-	if resp, err := cli.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(st.Revision)); err == nil {
-		keys = resp.Count
-	}
-
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return m, fmt.Errorf("snapshot: spool: %w", err)
-	}
+	defer rc.Close()
+	stream := io.TeeReader(&progressReader{r: rc, report: opts.Progress}, tmp)
 	pr, pw := io.Pipe()
 	type encoded struct {
 		m   Manifest
@@ -110,7 +94,7 @@ func Create(ctx context.Context, src Source, b storage.Backend, name string, opt
 	}
 	done := make(chan encoded, 1)
 	go func() {
-		em, err := Encode(pw, tmp, Encoding{Recipients: recipients})
+		em, err := Encode(pw, stream, Encoding{Recipients: recipients, EtcdStream: true})
 		pw.CloseWithError(err)
 		done <- encoded{em, err}
 	}()
@@ -118,7 +102,21 @@ func Create(ctx context.Context, src Source, b storage.Backend, name string, opt
 	pr.CloseWithError(perr) // unblock the encoder if Put gave up
 	enc := <-done
 	if err := errors.Join(enc.err, perr); err != nil {
-		return m, fmt.Errorf("snapshot: store %s: %w", name, err)
+		_ = b.Delete(ctx, name) // no manifest was written: not a snapshot, but don't leave it
+		return m, fmt.Errorf("snapshot: from %s to %s: %w", from.Name, name, err)
+	}
+	st, err := readDBInfo(tmp.Name())
+	if err != nil {
+		_ = b.Delete(ctx, name)
+		return m, fmt.Errorf("snapshot: the db %s sent does not read back: %w", from.Name, err)
+	}
+	// The key count at the snapshot's revision; if that was compacted
+	// meanwhile, the current count stands in.
+	var keys int64
+	if resp, err := cli.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(st.Revision)); err == nil {
+		keys = resp.Count
+	} else if resp, err := cli.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+		keys = resp.Count
 	}
 	m = enc.m
 	m.EtcdVersion = st.Version

@@ -88,6 +88,9 @@ func ParseManifest(b []byte) (Manifest, error) {
 type Encoding struct {
 	// Recipients encrypt with age when not empty.
 	Recipients []age.Recipient
+	// EtcdStream says src is etcd's snapshot stream, whose last 32 bytes
+	// are the sha256 of the rest: Encode checks them.
+	EtcdStream bool
 }
 
 // Encode streams the plain db from src to dst as zstd (then age, if
@@ -105,18 +108,12 @@ func Encode(dst io.Writer, src io.Reader, enc Encoding) (Manifest, error) {
 		encCloser, w = aw, aw
 		m.Encryption = EncryptionAge
 	}
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	th := newTrailerHash()
+	hw := newAsyncWriter(th)
+	n, err := compressFrames(w, io.TeeReader(src, hw))
+	_ = hw.Close() // hashing never fails
 	if err != nil {
-		return m, fmt.Errorf("snapshot: compress: %w", err)
-	}
-	h := sha256.New()
-	n, err := io.Copy(zw, io.TeeReader(src, h))
-	if err != nil {
-		zw.Close()
-		return m, fmt.Errorf("snapshot: read db: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return m, fmt.Errorf("snapshot: compress: %w", err)
+		return m, err
 	}
 	if encCloser != nil {
 		if err := encCloser.Close(); err != nil {
@@ -126,7 +123,14 @@ func Encode(dst io.Writer, src io.Reader, enc Encoding) (Manifest, error) {
 	if n == 0 {
 		return m, errors.New("snapshot: the db is empty")
 	}
-	m.SHA256 = hex.EncodeToString(h.Sum(nil))
+	sum, trailerOK, err := th.sums()
+	if err != nil {
+		return m, fmt.Errorf("snapshot: checksum: %w", err)
+	}
+	if enc.EtcdStream && !trailerOK {
+		return m, fmt.Errorf("%w: etcd's checksum at the end of the snapshot stream does not match its content: the stream was cut or corrupted", ErrChecksum)
+	}
+	m.SHA256 = hex.EncodeToString(sum)
 	m.Size = n
 	return m, nil
 }
@@ -156,45 +160,56 @@ func Decode(src io.Reader, m Manifest, dec Decoding) (io.ReadCloser, error) {
 		}
 		r = ar
 	}
-	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(0))
 	if err != nil {
 		return nil, fmt.Errorf("%w: zstd: %v", ErrChecksum, err)
 	}
 	want, _ := hex.DecodeString(m.SHA256)
-	return &verifier{zr: zr, h: sha256.New(), want: want, size: m.Size}, nil
+	h := sha256.New()
+	return &verifier{zr: zr, h: h, hw: newAsyncWriter(h), want: want, size: m.Size}, nil
 }
 
 type verifier struct {
 	zr   *zstd.Decoder
 	h    hash.Hash
+	hw   *asyncWriter // feeds h on its own goroutine; nil after the end
 	want []byte
+	end  error // what every Read returns after the end
 	size int64
 	n    int64
 }
 
 func (v *verifier) Read(p []byte) (int, error) {
+	if v.end != nil {
+		return 0, v.end
+	}
 	n, err := v.zr.Read(p)
-	v.h.Write(p[:n])
+	v.hw.Write(p[:n])
 	v.n += int64(n)
 	if v.n > v.size {
 		return n, fmt.Errorf("%w: more than the %d bytes the manifest names", ErrChecksum, v.size)
 	}
-	if errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.EOF):
+		_ = v.hw.Close()
+		v.hw = nil
+		v.end = io.EOF
 		if v.n != v.size {
-			return n, fmt.Errorf("%w: %d bytes, the manifest names %d", ErrChecksum, v.n, v.size)
+			v.end = fmt.Errorf("%w: %d bytes, the manifest names %d", ErrChecksum, v.n, v.size)
+		} else if got := v.h.Sum(nil); string(got) != string(v.want) {
+			v.end = fmt.Errorf("%w: sha256 %x, the manifest names %x", ErrChecksum, got, v.want)
 		}
-		if got := v.h.Sum(nil); string(got) != string(v.want) {
-			return n, fmt.Errorf("%w: sha256 %x, the manifest names %x", ErrChecksum, got, v.want)
-		}
-		return n, io.EOF
-	}
-	if err != nil {
+		return n, v.end
+	case err != nil:
 		return n, fmt.Errorf("%w: %v", ErrChecksum, err)
 	}
 	return n, nil
 }
 
 func (v *verifier) Close() error {
+	if v.hw != nil {
+		_ = v.hw.Close()
+	}
 	v.zr.Close()
 	return nil
 }

@@ -3,6 +3,8 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -289,6 +292,76 @@ func TestKeys(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if _, err := k.Recipients(); err == nil {
 				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// TestFramesDecodeAsOneStream checks that a db larger than one frame, split
+// into independent frames by Encode, decodes back byte for byte through
+// Decode and through a plain zstd stream reader (as `zstd -d` would).
+func TestFramesDecodeAsOneStream(t *testing.T) {
+	plain := make([]byte, 2*frameSize+12345)
+	for i := range plain {
+		plain[i] = byte(i * 7 / 13)
+	}
+	var stored bytes.Buffer
+	m, err := Encode(&stored, bytes.NewReader(plain), Encoding{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.FormatVersion, m.Created = FormatVersion, time.Now()
+	m.EtcdVersion, m.ClusterID, m.Source = "3.7.0", "c1", "vetcd-0"
+	rc, err := Decode(bytes.NewReader(stored.Bytes()), m, Decoding{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("Decode: %d bytes, equal %t, err %v", len(got), bytes.Equal(got, plain), err)
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(stored.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	got, err = io.ReadAll(zr)
+	if err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("plain zstd reader: %d bytes, equal %t, err %v", len(got), bytes.Equal(got, plain), err)
+	}
+}
+
+// TestEtcdStreamTrailer checks that Encode verifies etcd's checksum at the
+// end of a snapshot stream and records the sha256 of the whole stream.
+func TestEtcdStreamTrailer(t *testing.T) {
+	body := bytes.Repeat([]byte("etcd db page "), 100000)
+	sum := sha256.Sum256(body)
+	good := append(append([]byte{}, body...), sum[:]...)
+	whole := sha256.Sum256(good)
+	bad := append([]byte{}, good...)
+	bad[len(bad)-1] ^= 1
+	tests := []struct {
+		name   string
+		stream []byte
+		ok     bool
+	}{
+		{"intact", good, true},
+		{"flipped trailer", bad, false},
+		{"cut short", good[:len(good)-100], false},
+		{"shorter than a checksum", good[:10], false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Encode(io.Discard, bytes.NewReader(tt.stream), Encoding{EtcdStream: true})
+			if tt.ok != (err == nil) {
+				t.Fatalf("Encode: %v, want ok %t", err, tt.ok)
+			}
+			if tt.ok && m.SHA256 != hex.EncodeToString(whole[:]) {
+				t.Fatalf("sha256 %s, want the whole stream's %x", m.SHA256, whole)
+			}
+			if !tt.ok && !errors.Is(err, ErrChecksum) {
+				t.Fatalf("error %v is not ErrChecksum", err)
 			}
 		})
 	}
