@@ -445,8 +445,26 @@ func render(in string) ([]byte, error) {
 	if err := renderRecovery(w, in); err != nil {
 		return nil, err
 	}
+	// Sections the Go benchmarks write themselves (bench/*_test.go with
+	// BENCH_OUT set), in a fixed order; a missing one says how to make it.
+	fragments := []struct{ file, title, make string }{
+		{"snapshot.md", "Snapshot create and restore", "make -C bench snapshot"},
+		{"migrate.md", "Migration from kine SQLite", "make -C bench migrate"},
+	}
+	for _, f := range fragments {
+		md, err := os.ReadFile(filepath.Join(in, f.file))
+		if errors.Is(err, os.ErrNotExist) {
+			w("## %s\n\nNot measured in this run: `%s`.\n\n", f.title, f.make)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		w("%s\n\n", bytes.TrimSpace(md))
+	}
 	return append(bytes.TrimRight(b.Bytes(), "\n"), '\n'), nil
 }
+
 
 // diff returns a-b for two decimal integers, or "?" if either is missing.
 func diff(a, b string) string {
