@@ -465,7 +465,6 @@ func render(in string) ([]byte, error) {
 	return append(bytes.TrimRight(b.Bytes(), "\n"), '\n'), nil
 }
 
-
 // diff returns a-b for two decimal integers, or "?" if either is missing.
 func diff(a, b string) string {
 	x, err1 := strconv.Atoi(a)
