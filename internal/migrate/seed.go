@@ -212,6 +212,16 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 	}
 	res.Stats = Stats{Keys: m.Keys, Bytes: m.Bytes, SHA256: m.SHA256}
 
+	// The source is read and checked: close it (SQLite's connections,
+	// its mapping, the -wal and -shm files reading made) beside the
+	// restore; renameSource waits for it.
+	srcClosed := make(chan struct{})
+	go func() {
+		defer close(srcClosed)
+		_ = src.Close()
+	}()
+	defer func() { <-srcClosed }()
+
 	if err := os.RemoveAll(restored); err != nil {
 		return res, fmt.Errorf("migrate: clear %s: %w", restored, err)
 	}
@@ -249,6 +259,10 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 		return res, err
 	}
 	phase("verify the data dir against the source")
+	// The staging file is not needed any more: unlinking 200+ MB takes a
+	// while, beside the renames.
+	staged := make(chan error, 1)
+	go func() { staged <- os.Remove(stagePath) }()
 
 	if err := os.Remove(o.DataDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return res, fmt.Errorf("migrate: data dir %s: %w", o.DataDir, err)
@@ -262,13 +276,20 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 	if err := syncDir(filepath.Dir(o.DataDir)); err != nil {
 		return res, err
 	}
+	phase("move the data dir in place")
+	<-srcClosed
 	if res.Renamed, err = renameSource(src); err != nil {
+		<-staged
 		return res, err
+	}
+	phase("rename the source")
+	if err := <-staged; err != nil && !errors.Is(err, fs.ErrNotExist) {
+		lg.Warn("could not remove the staging file", zap.String("file", stagePath), zap.Error(err))
 	}
 	if err := os.RemoveAll(o.WorkDir); err != nil {
 		lg.Warn("could not remove the migration work dir", zap.String("dir", o.WorkDir), zap.Error(err))
 	}
-	phase("rename")
+	phase("remove the work dir")
 	lg.Info("kine SQLite migrated", zap.Int64("keys", res.Keys), zap.Int64("bytes", res.Bytes),
 		zap.Int64("kine-revision", res.SourceRevision), zap.Int64("revision", res.Revision), zap.String("source-renamed-to", res.Renamed))
 	return res, nil

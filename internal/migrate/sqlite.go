@@ -338,6 +338,7 @@ func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (
 	defer rows.Close()
 	var (
 		prev    []byte
+		slab    []byte
 		id      int64
 		name    sql.RawBytes
 		deleted sql.NullInt64
@@ -351,9 +352,15 @@ func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (
 		if prev != nil && bytes.Compare(name, prev) <= 0 {
 			return fmt.Errorf("sqlite source %s: %w: keys out of order (%q after %q)", s.path, ErrCorrupt, name, prev)
 		}
-		// One allocation holds the key and the value; RawBytes are the
-		// driver's until the next row.
-		buf := make([]byte, len(name)+len(value))
+		// The key and value are carved from 1 MiB slabs (RawBytes are
+		// the driver's until the next row): few allocations, and the GC
+		// frees a slab once no entry in it is referenced.
+		n := len(name) + len(value)
+		if cap(slab)-len(slab) < n {
+			slab = make([]byte, 0, max(1<<20, n))
+		}
+		buf := slab[len(slab) : len(slab)+n : len(slab)+n]
+		slab = slab[:len(slab)+n]
 		copy(buf, name)
 		copy(buf[len(name):], value)
 		key := buf[:len(name):len(name)]

@@ -38,7 +38,12 @@ import (
 // keys are its sub-revisions, as in a txn of puts), and the migration
 // marker is its last put: a batch and its progress record commit together,
 // so after a crash the file holds exactly the batches up to the last
-// resume point. bbolt fsyncs each commit.
+// resume point. The file is not fsynced (as the staging etcd it replaced
+// ran with --unsafe-no-fsync): a killed process loses nothing the kernel
+// has, and what a power loss tears either fails to open (the next run
+// starts over) or fails the verification of the restored data against
+// the source (which starts over too); the member's data dir itself is
+// written and synced by etcdutl's restore.
 
 // Staging batch limits: a commit per 16 MiB or 64k keys (about 14
 // commits for 200k keys of 1 KiB).
@@ -76,10 +81,15 @@ func openStageDB(path string) (s *stageDB, err error) {
 			}
 		}
 	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType})
+	// Map as much as etcd's backend does (10 GiB of address space, not
+	// memory): growing the mapping as the file grows remaps it at every
+	// doubling, a fifth of the write time.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType,
+		InitialMmapSize: int(backend.InitialMmapSize)})
 	if err != nil {
 		return nil, fmt.Errorf("staging file %s: %w", path, err)
 	}
+	db.NoSync = true
 	s = &stageDB{db: db, rev: 1, leases: map[int64]bool{}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range []backend.Bucket{schema.Key, schema.Lease, schema.Meta} {
@@ -158,12 +168,26 @@ func (s *stageDB) commit(entries []Entry, m Marker, done bool) error {
 		kb, lb := tx.Bucket(schema.Key.Name()), tx.Bucket(schema.Lease.Name())
 		// Revisions only grow: fill pages as etcd's sequential puts do.
 		kb.FillPercent = 0.9
+		// The records of a batch share large buffers (bbolt keeps the
+		// slices until the commit): a few allocations per batch, not two
+		// per key.
+		var slab []byte
 		put := func(sub int, kv *mvccpb.KeyValue) error {
-			d, err := proto.Marshal(kv)
+			n := proto.Size(kv)
+			if cap(slab)-len(slab) < 17+n {
+				slab = make([]byte, 0, max(4<<20, 17+n))
+			}
+			start := len(slab)
+			k := mvcc.RevToBytes(mvcc.Revision{Main: rev, Sub: int64(sub)}, slab[start:start+17])
+			d, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(slab[start+17:start+17], kv)
 			if err != nil {
 				return err
 			}
-			return kb.Put(mvcc.RevToBytes(mvcc.Revision{Main: rev, Sub: int64(sub)}, mvcc.NewRevBytes()), d)
+			if len(d) != n {
+				return fmt.Errorf("key %q: marshalled %d bytes, sized %d", kv.Key, len(d), n)
+			}
+			slab = slab[:start+17+n]
+			return kb.Put(k[:17:17], d[:n:n])
 		}
 		for i, e := range entries {
 			var id int64
@@ -237,7 +261,6 @@ func (s *stageDB) copyFrom(ctx context.Context, src *Source, m Marker, o Options
 			if bytes.HasPrefix(e.Key, []byte(MarkerPrefix)) {
 				return errBadKey{fmt.Errorf("source key %q is under %s, which vetcd reserves for its migration marker", e.Key, MarkerPrefix)}
 			}
-			h.add(e.Key, e.Value, e.TTL)
 			cur = append(cur, e)
 			size += len(e.Key) + len(e.Value)
 			if len(cur) >= maxKeys || size >= stageBatchBytes {
@@ -262,15 +285,17 @@ func (s *stageDB) copyFrom(ctx context.Context, src *Source, m Marker, o Options
 		keys, bytes int64
 	)
 	for b := range batches {
+		// Hashed here, not in the reader: SQLite's side is the longer one.
+		for _, e := range b {
+			h.add(e.Key, e.Value, e.TTL)
+			keys++
+			bytes += int64(len(e.Value))
+		}
 		m.After = string(b[len(b)-1].Key)
 		if err := s.commit(b, m, false); err != nil {
 			return fail(err)
 		}
 		n++
-		for _, e := range b {
-			keys++
-			bytes += int64(len(e.Value))
-		}
 		if o.Progress != nil {
 			o.Progress(keys, bytes)
 		}
@@ -344,8 +369,32 @@ func readDB(path string) (c dbContent, err error) {
 		if kb == nil {
 			return errors.New("no key bucket")
 		}
-		h := newHasher()
-		return kb.ForEach(func(k, v []byte) error {
+		// Two stages, so that hashing runs beside bbolt's walk: this
+		// goroutine decodes records in revision order, the other hashes
+		// and applies them in the same order. The slices point into the
+		// mapped file, valid until this transaction ends, after both.
+		type rec struct {
+			key, value []byte
+			ttl        int64
+			tombstone  bool
+		}
+		recs := make(chan []rec, 4)
+		hashed := make(chan struct{})
+		go func() {
+			defer close(hashed)
+			h := newHasher()
+			for rs := range recs {
+				for _, r := range rs {
+					if r.tombstone {
+						delete(live, string(r.key))
+						continue
+					}
+					live[string(r.key)] = entry{d: h.digest(r.key, r.value, r.ttl), n: int64(len(r.value))}
+				}
+			}
+		}()
+		batch := make([]rec, 0, 4096)
+		err := kb.ForEach(func(k, v []byte) error {
 			if (len(k) != 17 && len(k) != 18) || k[8] != '_' {
 				return fmt.Errorf("revision key %x is not etcd's", k)
 			}
@@ -354,34 +403,45 @@ func readDB(path string) (c dbContent, err error) {
 			if err != nil {
 				return fmt.Errorf("revision %x: %w", k, err)
 			}
-			if mvcc.IsTombstone(k) {
-				delete(live, string(key))
+			switch {
+			case mvcc.IsTombstone(k):
 				if string(key) == MarkerKey {
 					markerVal = nil
 				}
-				return nil
-			}
-			if len(key) == 0 {
+				batch = append(batch, rec{key: key, tombstone: true})
+			case len(key) == 0:
 				// etcdutl's revision bump: an empty record.
-				return nil
-			}
-			if bytes.HasPrefix(key, []byte(MarkerPrefix)) {
+			case bytes.HasPrefix(key, []byte(MarkerPrefix)):
 				if string(key) == MarkerKey {
 					markerVal = value
 				}
-				return nil
-			}
-			var ttl int64
-			if lease != 0 {
-				t, ok := ttls[lease]
-				if !ok {
-					return fmt.Errorf("key %q: lease %x has no record", key, lease)
+			default:
+				var ttl int64
+				if lease != 0 {
+					t, ok := ttls[lease]
+					if !ok {
+						return fmt.Errorf("key %q: lease %x has no record", key, lease)
+					}
+					ttl = t
 				}
-				ttl = t
+				batch = append(batch, rec{key: key, value: value, ttl: ttl})
 			}
-			live[string(key)] = entry{d: h.digest(key, value, ttl), n: int64(len(value))}
+			if len(batch) == cap(batch) {
+				recs <- batch
+				batch = make([]rec, 0, 4096)
+			}
 			return nil
 		})
+		if err == nil && len(batch) > 0 {
+			recs <- batch
+		}
+		close(recs)
+		<-hashed
+		if markerVal != nil {
+			// A copy: the mapping ends with the transaction.
+			markerVal = bytes.Clone(markerVal)
+		}
+		return err
 	})
 	if err != nil {
 		return c, fmt.Errorf("read %s: %w", path, err)
