@@ -1,0 +1,212 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vetcd/vetcd/internal/migrate/kinetest"
+)
+
+// TestDecodeKV: the verifier's own decoder reads what proto.Marshal
+// writes for etcd's KeyValue, including empty and missing fields.
+func TestDecodeKV(t *testing.T) {
+	tests := []struct {
+		name string
+		kv   *mvccpb.KeyValue
+	}{
+		{"key and value", &mvccpb.KeyValue{Key: []byte("/registry/a"), Value: []byte("k8s\x00v"), CreateRevision: 2, ModRevision: 2, Version: 1}},
+		{"lease", &mvccpb.KeyValue{Key: []byte("/registry/e"), Value: []byte("x"), ModRevision: 9, Lease: leaseID(3600)}},
+		{"empty value", &mvccpb.KeyValue{Key: []byte("/registry/empty"), ModRevision: 3}},
+		{"empty record (revision bump)", &mvccpb.KeyValue{}},
+		{"large value", &mvccpb.KeyValue{Key: []byte("k"), Value: []byte(strings.Repeat("v", 1<<20))}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := proto.Marshal(tc.kv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, value, lease, err := decodeKV(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(key) != string(tc.kv.Key) || string(value) != string(tc.kv.Value) || lease != tc.kv.Lease {
+				t.Errorf("decoded (%q, %d bytes, %x), want (%q, %d bytes, %x)", key, len(value), lease, tc.kv.Key, len(tc.kv.Value), tc.kv.Lease)
+			}
+		})
+	}
+	if _, _, _, err := decodeKV([]byte{0x0a, 0x05, 'a'}); err == nil {
+		t.Error("a truncated record decoded without error")
+	}
+}
+
+// TestStageRoundTrip writes batches with leases and a resume in between,
+// and reads the file back the way the verification does.
+func TestStageRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stage.db")
+	st, err := openStageDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := []Entry{
+		{Key: []byte("/registry/a"), Value: []byte("1")},
+		{Key: []byte("/registry/b"), Value: []byte("22"), TTL: 3600},
+		{Key: []byte("/registry/c"), Value: nil},
+		{Key: []byte("/registry/d"), Value: []byte("4444"), TTL: 60},
+		{Key: []byte("/registry/e"), Value: []byte("5"), TTL: 3600},
+	}
+	m := Marker{State: StateCopying, Source: "/src", SourceRevision: 99, Started: time.Now().UTC()}
+	m.After = "/registry/b"
+	if err := st.commit(entries[:2], m, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new run finds the marker, the revision and the lease.
+	st, err = openStageDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	got, ok, err := st.Marker()
+	if err != nil || !ok || got.After != "/registry/b" || got.SourceRevision != 99 {
+		t.Fatalf("marker after reopen: %+v %v %v", got, ok, err)
+	}
+	if st.rev != 2 || !st.leases[leaseID(3600)] {
+		t.Fatalf("reopened at revision %d with leases %v, want revision 2 and the 3600 s lease", st.rev, st.leases)
+	}
+	m.After = "/registry/e"
+	if err := st.commit(entries[2:], m, false); err != nil {
+		t.Fatal(err)
+	}
+	m.State, m.After = StateDone, ""
+	if err := st.commit(nil, m, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := readDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHasher()
+	for _, e := range entries {
+		h.add(e.Key, e.Value, e.TTL)
+	}
+	if want := h.stats(); c.Stats != want {
+		t.Errorf("read back %+v, wrote %+v", c.Stats, want)
+	}
+	if !c.MarkerOK || c.Marker.State != StateDone || c.Revision != 4 {
+		t.Errorf("marker %+v (found %v), revision %d; want done at revision 4", c.Marker, c.MarkerOK, c.Revision)
+	}
+}
+
+// TestCheckSeeded: each way the restored data can differ from the source
+// is refused.
+func TestCheckSeeded(t *testing.T) {
+	m := Marker{State: StateDone, Keys: 2, Bytes: 10, SHA256: "aa"}
+	good := dbContent{Stats: Stats{Keys: 2, Bytes: 10, SHA256: "aa"}, Marker: m, MarkerOK: true, Revision: 101, Compacted: 101}
+	tests := []struct {
+		name   string
+		change func(*dbContent)
+		want   string
+	}{
+		{"matches", func(*dbContent) {}, ""},
+		{"a key missing", func(c *dbContent) { c.Keys, c.SHA256 = 1, "bb" }, "1 keys"},
+		{"a value changed", func(c *dbContent) { c.SHA256 = "bb" }, "sha256 bb"},
+		{"no marker", func(c *dbContent) { c.MarkerOK = false }, "marker"},
+		{"marker not done", func(c *dbContent) { c.Marker.State = StateCopying }, "marker"},
+		{"revision not bumped", func(c *dbContent) { c.Revision = 50 }, "revision is 50"},
+		{"not compacted", func(c *dbContent) { c.Compacted = 0 }, "compacted at 0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := good
+			tc.change(&c)
+			err := checkSeeded(c, m, 101, 100)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSeedStartsOverOnADamagedStagingFile: a staging file that bbolt
+// cannot open (a power loss tore it) is replaced, and the seed completes
+// with exactly kine's data.
+func TestSeedStartsOverOnADamagedStagingFile(t *testing.T) {
+	src, live, kineRev := kineDB(t)
+	dir := t.TempDir()
+	peer := testURL(t)
+	opts := SeedOptions{
+		Options: Options{Source: src, SourceOptions: SourceOptions{Quiet: -1}, Logger: zaptest.NewLogger(t)},
+		DataDir: filepath.Join(dir, "data"), WorkDir: filepath.Join(dir, "work"), Name: "m0", PeerURL: peer, Token: "t",
+	}
+	if err := os.MkdirAll(opts.WorkDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opts.WorkDir, "stage.db"), []byte(strings.Repeat("torn page ", 2000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Seed(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed || res.Keys != int64(len(live)) {
+		t.Errorf("result %+v; want a fresh run of %d keys", res, len(live))
+	}
+	requireMigrated(t, startMember(t, opts.DataDir, "m0", peer), live, kineRev)
+}
+
+// TestSeedRefusesReservedKeys: a source key under vetcd's marker prefix
+// is bad input: an error naming it, the source untouched, no work dir or
+// data dir left behind.
+func TestSeedRefusesReservedKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	k := kinetest.Start(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, key := range []string{"/registry/pods/a", MarkerPrefix + "sqlite-forged"} {
+		if err := kinetest.Create(ctx, k.Client, key, "v", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.Stop()
+	before := fileSum(t, path)
+	dir := t.TempDir()
+	_, err := Seed(ctx, SeedOptions{
+		Options: Options{Source: path, SourceOptions: SourceOptions{Quiet: -1}},
+		DataDir: filepath.Join(dir, "data"), WorkDir: filepath.Join(dir, "work"), Name: "m0", PeerURL: "http://127.0.0.1:1",
+	})
+	if err == nil || !strings.Contains(err.Error(), MarkerPrefix) {
+		t.Fatalf("got %v, want a refusal naming %s", err, MarkerPrefix)
+	}
+	for _, p := range []string{filepath.Join(dir, "data"), filepath.Join(dir, "work")} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left behind: %v", p, err)
+		}
+	}
+	if fileSum(t, path) != before {
+		t.Error("the refused seed changed the source")
+	}
+}
