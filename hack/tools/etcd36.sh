@@ -19,5 +19,11 @@ echo "building etcd 3.6.16 into $TOOLS_BIN/etcd36 (from test/tools/etcd36, about
 cd "$root/test/tools/etcd36"
 GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOFLAGS="${GOFLAGS:-}" \
 	go build -o "$TOOLS_BIN/etcd36.tmp" go.etcd.io/etcd/server/v3
+# Check before installing, and without a pipe into grep -q: under pipefail,
+# grep exiting at the first match can fail the pipeline with SIGPIPE.
+out="$("$TOOLS_BIN/etcd36.tmp" --version)"
+case "$out" in
+*"etcd Version: 3.6.16"*) ;;
+*) echo "etcd36: built binary reports: $out" >&2; rm -f "$TOOLS_BIN/etcd36.tmp"; exit 1 ;;
+esac
 mv "$TOOLS_BIN/etcd36.tmp" "$TOOLS_BIN/etcd36"
-"$TOOLS_BIN/etcd36" --version | grep -q "etcd Version: 3.6.16"
