@@ -301,8 +301,9 @@ func (s *Source) Close() error {
 
 // Scan calls fn for every live key whose name sorts after `after` (all
 // keys for ""), in key (byte) order, reading one consistent snapshot of the
-// table. The Entry's slices belong to fn. It stops at the first error fn
-// returns.
+// table. The Entry's Key and Value are valid only during the call (they
+// are the driver's buffers): fn copies what it keeps. It stops at the
+// first error fn returns.
 func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (err error) {
 	// The newest row per name from kine's name index (a covering index
 	// scan: the row id is in the index), then the row itself by primary
@@ -338,7 +339,7 @@ func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (
 	defer rows.Close()
 	var (
 		prev    []byte
-		slab    []byte
+		first   = true
 		id      int64
 		name    sql.RawBytes
 		deleted sql.NullInt64
@@ -349,29 +350,21 @@ func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (
 		if err := rows.Scan(&id, &name, &deleted, &lease, &value); err != nil {
 			return s.readErr(err)
 		}
-		if prev != nil && bytes.Compare(name, prev) <= 0 {
+		if !first && bytes.Compare(name, prev) <= 0 {
 			return fmt.Errorf("sqlite source %s: %w: keys out of order (%q after %q)", s.path, ErrCorrupt, name, prev)
 		}
-		// The key and value are carved from 1 MiB slabs (RawBytes are
-		// the driver's until the next row): few allocations, and the GC
-		// frees a slab once no entry in it is referenced.
-		n := len(name) + len(value)
-		if cap(slab)-len(slab) < n {
-			slab = make([]byte, 0, max(1<<20, n))
-		}
-		buf := slab[len(slab) : len(slab)+n : len(slab)+n]
-		slab = slab[:len(slab)+n]
-		copy(buf, name)
-		copy(buf[len(name):], value)
-		key := buf[:len(name):len(name)]
-		prev = key
+		first, prev = false, append(prev[:0], name...)
+		key := name[:len(name):len(name)]
 		if deleted.Int64 != 0 || skipName(string(key)) {
 			continue
 		}
 		if lease.Int64 < 0 || lease.Int64 > maxTTL {
 			return errBadKey{fmt.Errorf("key %q: lease %d: not a TTL vetcd can keep (1..%d seconds)", key, lease.Int64, maxTTL)}
 		}
-		if err := fn(Entry{Key: key, Value: buf[len(name):], TTL: lease.Int64, ModRevision: id}); err != nil {
+		if value == nil {
+			value = sql.RawBytes{}
+		}
+		if err := fn(Entry{Key: key, Value: value[:len(value):len(value)], TTL: lease.Int64, ModRevision: id}); err != nil {
 			return err
 		}
 	}

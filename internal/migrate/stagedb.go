@@ -66,6 +66,43 @@ type stageDB struct {
 	marker *mvccpb.KeyValue
 	// leases are the lease IDs persisted so far.
 	leases map[int64]bool
+	// slabs hold a commit's marshalled records, reused by the next.
+	slabs slabs
+}
+
+// slabs are buffers handed out for one bbolt transaction and reused after
+// it ended (bbolt keeps the slices of a Put until then).
+type slabs struct {
+	free, used [][]byte
+}
+
+const slabBytes = 4 << 20
+
+// take returns an empty buffer.
+func (p *slabs) take() []byte { return p.grow(0) }
+
+// grow returns an empty buffer of at least n bytes.
+func (p *slabs) grow(n int) []byte {
+	for i, b := range p.free {
+		if cap(b) >= n {
+			p.free = append(p.free[:i], p.free[i+1:]...)
+			return b[:0]
+		}
+	}
+	return make([]byte, 0, max(slabBytes, n))
+}
+
+// keep records a buffer as used by the open transaction.
+func (p *slabs) keep(b []byte) {
+	if cap(b) > 0 {
+		p.used = append(p.used, b)
+	}
+}
+
+// reset makes every used buffer free again: call after the transaction.
+func (p *slabs) reset() {
+	p.free = append(p.free, p.used...)
+	p.used = p.used[:0]
 }
 
 // openStageDB opens (or creates) the staging file and finds where an
@@ -171,11 +208,12 @@ func (s *stageDB) commit(entries []Entry, m Marker, done bool) error {
 		// The records of a batch share large buffers (bbolt keeps the
 		// slices until the commit): a few allocations per batch, not two
 		// per key.
-		var slab []byte
+		slab := s.slabs.take()
 		put := func(sub int, kv *mvccpb.KeyValue) error {
 			n := proto.Size(kv)
 			if cap(slab)-len(slab) < 17+n {
-				slab = make([]byte, 0, max(4<<20, 17+n))
+				s.slabs.keep(slab)
+				slab = s.slabs.grow(17 + n)
 			}
 			start := len(slab)
 			k := mvcc.RevToBytes(mvcc.Revision{Main: rev, Sub: int64(sub)}, slab[start:start+17])
@@ -217,8 +255,12 @@ func (s *stageDB) commit(entries []Entry, m Marker, done bool) error {
 				return err
 			}
 		}
-		return put(len(entries), marker)
+		err := put(len(entries), marker)
+		s.slabs.keep(slab)
+		return err
 	})
+	// Committed or rolled back, bbolt no longer holds the slices.
+	s.slabs.reset()
 	if err != nil {
 		return fmt.Errorf("migrate: write the staging file: %w", err)
 	}
@@ -240,18 +282,37 @@ func (s *stageDB) copyFrom(ctx context.Context, src *Source, m Marker, o Options
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	h := newHasher()
-	batches := make(chan []Entry, 2)
+	// A batch's entries live in one buffer, which the writer hands back
+	// after the commit (bbolt has copied them into pages by then): the
+	// same few buffers carry the whole copy, with no fresh memory to
+	// zero and fault in, and little for the GC.
+	type batch struct {
+		entries []Entry
+		buf     []byte
+	}
+	batches := make(chan batch, 2)
+	free := make(chan batch, 4)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(batches)
-		var (
-			cur  []Entry
-			size int
-		)
+		var cur batch
+		next := func() {
+			select {
+			case cur = <-free:
+				cur.entries, cur.buf = cur.entries[:0], cur.buf[:0]
+				if cap(cur.buf) >= stageBatchBytes {
+					return
+				}
+				cur.buf = make([]byte, 0, stageBatchBytes+64<<10)
+			default:
+				cur = batch{buf: make([]byte, 0, stageBatchBytes+64<<10)}
+			}
+		}
+		next()
 		send := func() error {
 			select {
 			case batches <- cur:
-				cur, size = nil, 0
+				next()
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
@@ -261,14 +322,24 @@ func (s *stageDB) copyFrom(ctx context.Context, src *Source, m Marker, o Options
 			if bytes.HasPrefix(e.Key, []byte(MarkerPrefix)) {
 				return errBadKey{fmt.Errorf("source key %q is under %s, which vetcd reserves for its migration marker", e.Key, MarkerPrefix)}
 			}
-			cur = append(cur, e)
-			size += len(e.Key) + len(e.Value)
-			if len(cur) >= maxKeys || size >= stageBatchBytes {
-				return send()
+			n := len(e.Key) + len(e.Value)
+			if len(cur.entries) > 0 && (len(cur.entries) >= maxKeys || len(cur.buf)+n > cap(cur.buf)) {
+				if err := send(); err != nil {
+					return err
+				}
 			}
+			if len(cur.buf)+n > cap(cur.buf) {
+				// One entry larger than a batch buffer: a buffer of its own.
+				cur.buf = make([]byte, 0, n)
+			}
+			start := len(cur.buf)
+			cur.buf = append(append(cur.buf, e.Key...), e.Value...)
+			e.Key = cur.buf[start : start+len(e.Key) : start+len(e.Key)]
+			e.Value = cur.buf[start+len(e.Key) : start+n : start+n]
+			cur.entries = append(cur.entries, e)
 			return nil
 		})
-		if err == nil && len(cur) > 0 {
+		if err == nil && len(cur.entries) > 0 {
 			err = send()
 		}
 		readErr <- err
@@ -284,7 +355,8 @@ func (s *stageDB) copyFrom(ctx context.Context, src *Source, m Marker, o Options
 		n           int
 		keys, bytes int64
 	)
-	for b := range batches {
+	for bt := range batches {
+		b := bt.entries
 		// Hashed here, not in the reader: SQLite's side is the longer one.
 		for _, e := range b {
 			h.add(e.Key, e.Value, e.TTL)
@@ -294,6 +366,10 @@ func (s *stageDB) copyFrom(ctx context.Context, src *Source, m Marker, o Options
 		m.After = string(b[len(b)-1].Key)
 		if err := s.commit(b, m, false); err != nil {
 			return fail(err)
+		}
+		select {
+		case free <- bt:
+		default:
 		}
 		n++
 		if o.Progress != nil {
