@@ -107,6 +107,8 @@ PKI=""
 declare -A EPID=() # stock etcd member index -> pid
 WRITER_PID=""
 BENCH_PID=""
+TRICKLE_PIDS=()
+TRICKLE_RATE=${TRICKLE_RATE:-10}
 
 # ---- time: wall clock, as the writer logs it -------------------------------
 now() { echo "$EPOCHREALTIME"; }
@@ -137,6 +139,7 @@ stop_writer() {
 stop_clusters() {
 	local p pids=()
 	stop_writer
+	stop_trickle
 	[[ -n $BENCH_PID ]] && alive "$BENCH_PID" && kill -KILL "$BENCH_PID" 2>/dev/null
 	BENCH_PID=""
 	if [[ -n $UP_PID ]] && alive "$UP_PID"; then
@@ -323,6 +326,26 @@ same_keys() {
 	return 1
 }
 
+# start_trickle EPS: the light write load of recovery.sh (TRICKLE_RATE puts
+# a second to one key) while members join. Without it stock etcd 3.7.3 can
+# leave a joiner that received a snapshot refusing its own "publish member"
+# request with "too many requests" until the cluster commits a new entry
+# (seen here: stuck for 9 minutes).
+start_trickle() {
+	GRPC_GO_LOG_SEVERITY_LEVEL=error "$BIN/benchmark" --endpoints="$1" --cacert="$PKI/ca.crt" \
+		--cert="$PKI/client.crt" --key="$PKI/client.key" --dial-timeout=5s --conns=1 --clients=1 \
+		put --rate="$TRICKLE_RATE" --total=1000000000 --val-size=8 --key-size=16 --key-space-size=1 \
+		>/dev/null 2>>"$WORK/trickle.err" &
+	TRICKLE_PIDS+=($!)
+	disown "$!"
+}
+stop_trickle() {
+	local p
+	for p in "${TRICKLE_PIDS[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+	TRICKLE_PIDS=()
+	return 0
+}
+
 # ---- the writer ---------------------------------------------------------------
 start_writer() { # EPS LOG
 	"$BIN/writer" -endpoints "$1" -cacert "$PKI/ca.crt" -cert "$PKI/client.crt" -key "$PKI/client.key" \
@@ -422,6 +445,9 @@ scaleup() {
 		log "$SIZE: filling both clusters with $PUTS values of $VAL_SIZE B, then $SNAP_PUTS small puts"
 		fill vetcd "https://127.0.0.1:$BASE" "$PUTS"
 		fill etcd "$(eurl 0)" "$PUTS"
+		start_trickle "https://127.0.0.1:$BASE"
+		start_trickle "$(eurl 0)"
+		meta trickle_rate "$TRICKLE_RATE"
 		for ((rep = 1; rep <= SCALE_REPEATS; rep++)); do
 			nap "$SETTLE"
 			db=$(db_of "$(eurl 0)")
@@ -577,9 +603,11 @@ rebuild() {
 		row rebuild NA etcd "$rep" "$GAP" "$BASEGAP" "$WRITES" NA NA ok
 		# Back to three: the removed members join again with empty dirs,
 		# renumbered so that the survivor keeps its index.
+		start_trickle "$(eurl "$SURVIVOR")"
 		for i in 0 1 2; do
 			[[ -n ${EPID[$i]:-} ]] || etcd_join "$i"
 		done
+		stop_trickle
 	done
 	stop_clusters
 }
