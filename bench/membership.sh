@@ -428,7 +428,13 @@ etcd_remove() {
 	# The simple form: jq would round the 64-bit IDs of the JSON form.
 	id=$(ctl "$(etcd_eps)" member list | awk -F', ' -v n="etcd-$1" '$3 == n {print $1}')
 	[[ -n $id ]] || die "etcd-$1 is not in the member list"
-	ctl "$(etcd_eps)" member remove "$id" >/dev/null || die "member remove etcd-$1 ($id) failed"
+	# With --strict-reconfig-check etcd refuses a removal until the leader
+	# has been connected to every peer for a while ("unhealthy cluster").
+	local deadline=$((SECONDS + 60))
+	until ctl "$(etcd_eps)" member remove "$id" >/dev/null 2>&1; do
+		((SECONDS < deadline)) || die "member remove etcd-$1 ($id) failed for 60 s"
+		nap 0.5
+	done
 	unset "EPID[$1]"
 	wait_gone 30 "$pid" || { log "removed etcd-$1 did not stop within 30 s; killing it"; kill -KILL "$pid"; }
 }
@@ -621,6 +627,7 @@ for MODE in $MODES; do
 	meta etcd_version "$("$BIN/etcd" --version | awk '/^etcd Version/ {print $3}')"
 	meta repeats "$([[ $MODE == scaleup ]] && echo "$SCALE_REPEATS" || echo "$REPEATS")"
 	meta write_timeout "$WRITE_TIMEOUT"
+	meta snap_puts "$SNAP_PUTS"
 	meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 	t_mode=$SECONDS
 	"$MODE"

@@ -445,6 +445,9 @@ func render(in string) ([]byte, error) {
 	if err := renderRecovery(w, in); err != nil {
 		return nil, err
 	}
+	if err := renderMembership(w, in); err != nil {
+		return nil, err
+	}
 	// Sections the Go benchmarks write themselves (bench/*_test.go with
 	// BENCH_OUT set), in a fixed order; a missing one says how to make it.
 	fragments := []struct{ file, title, make string }{
