@@ -500,7 +500,14 @@ scaleup() {
 				rm -rf "$VDIR/vetcd-$i/data"
 			done
 		done
+		# Whether the joiners caught up from snapshots (not the log), and
+		# how often a stock joiner's first publish request timed out (7 s,
+		# as recovery.sh reports).
+		meta "vetcd_snapshots_sent_$SIZE" "$(cat "$VDIR"/vetcd-*/serve.log | grep -cF '"msg":"sent database snapshot"' || true)"
+		meta "etcd_snapshots_sent_$SIZE" "$(cat "$WORK"/etcd-*.log | grep -cF '"msg":"sent database snapshot"' || true)"
+		meta "etcd_publish_timeouts_$SIZE" "$(cat "$WORK"/etcd-*.log | grep -cF '"msg":"failed to publish local member to cluster through raft"' || true)"
 		stop_clusters
+		rm -f "$WORK"/etcd-*.log
 	done
 }
 

@@ -175,6 +175,16 @@ func renderMembership(w func(string, ...any), in string) error {
 				ratio(v.med, e.med), secs(recoveryTarget*e.med), verdictOf(v.med, e.med))
 		}
 		w("\n")
+		for _, sz := range sizes {
+			m := meta["scaleup"]
+			if m["etcd_snapshots_sent_"+sz] == "" {
+				continue
+			}
+			w("- %s: database snapshots sent over all runs: vetcd %s, etcd %s (a check that joiners did not replay the log);\n",
+				sizeTitle(sz), m["vetcd_snapshots_sent_"+sz], m["etcd_snapshots_sent_"+sz])
+			w("  stock joiners' publish requests that timed out after etcd's 7 s publish timeout: %s.\n", m["etcd_publish_timeouts_"+sz])
+		}
+		w("\n")
 	}
 
 	w("### Failover: leader killed (-9) under a write load\n\n")
