@@ -430,9 +430,14 @@ etcd_remove() {
 	[[ -n $id ]] || die "etcd-$1 is not in the member list"
 	# With --strict-reconfig-check etcd refuses a removal until the leader
 	# has been connected to every peer for a while ("unhealthy cluster").
-	local deadline=$((SECONDS + 60))
-	until ctl "$(etcd_eps)" member remove "$id" >/dev/null 2>&1; do
-		((SECONDS < deadline)) || die "member remove etcd-$1 ($id) failed for 60 s"
+	# Asked through the other members: the removed one stops at once, and
+	# a request through it can lose its answer after it took effect, so a
+	# failed attempt counts as done once the member list lacks it.
+	local deadline=$((SECONDS + 60)) out ml others
+	others=$(etcd_eps | tr ',' '\n' | grep -vxF "$(eurl "$1")" | paste -sd,)
+	until out=$(ctl "$others" member remove "$id" 2>&1) ||
+		{ ml=$(ctl "$others" member list) && ! grep -q "^$id, " <<<"$ml"; }; do
+		((SECONDS < deadline)) || die "member remove etcd-$1 ($id) failed for 60 s: $out"
 		nap 0.5
 	done
 	unset "EPID[$1]"
