@@ -327,6 +327,7 @@ func BenchmarkMigrateSQLite(b *testing.B) {
 		rd := filepath.Join(dir, fmt.Sprint(r))
 		src := linkSource(b, cache, rd)
 		warm(b, src)
+		runtime.GC()
 		c0, t0 := cpuTime(b), time.Now()
 		res, err = migrate.Seed(ctx, migrate.SeedOptions{
 			Options: migrate.Options{Source: src, SourceOptions: migrate.SourceOptions{Quiet: -1}, Logger: benchLogger(b)},
@@ -347,6 +348,7 @@ func BenchmarkMigrateSQLite(b *testing.B) {
 		}
 
 		cli, stop := startStockEtcd(b, filepath.Join(rd, "floor"))
+		runtime.GC()
 		c0, t0 = cpuTime(b), time.Now()
 		if err := batchedIngest(ctx, cli, ops); err != nil {
 			stop()

@@ -74,20 +74,23 @@ type Phase struct {
 }
 
 // Seed migrates a kine SQLite file into a new member's data dir, before
-// that member first starts. It reads the newest row of every key in one
-// pass and writes the live ones, batch by batch, straight into an etcd
-// backend file in WorkDir (stagedb.go: etcd's mvcc layout, no raft log,
-// no gRPC), reading the next batch while one is written. etcdutl's
-// restore turns that file into DataDir's member with the revision bumped
-// above kine's and marked compacted. The restored file is then read back
-// the way etcd rebuilds its index and checked against the source: key
-// count and content hash (taken while the source was read), marker, and
-// revision. DataDir appears by one rename, complete, after everything was
-// verified; then the source is renamed to *.migrated. A failure before
-// that leaves DataDir absent and the source untouched; calling Seed again
-// resumes from WorkDir. Bad input (a source SQLite cannot read, kine still
-// writing, a key vetcd cannot keep) leaves no WorkDir behind either, when
-// this call made it.
+// that member first starts. It makes the data dir in WorkDir with
+// etcdutl's restore of an empty backend file (membership, raft log, the
+// revision bumped above kine's and marked compacted), then reads the
+// newest row of every key in one pass and writes the live ones, batch by
+// batch, straight into that member's backend file (stagedb.go: etcd's
+// mvcc layout, no raft log, no gRPC), reading the next batch while one is
+// written; SQLite's quick_check of the whole source runs beside it. The
+// file is then fsynced and read back the way etcd rebuilds its index, and
+// checked against the source: key count and content hash (taken while the
+// source was read), marker, revision and compaction. DataDir appears by
+// one rename, complete, after everything was verified; then the source is
+// renamed to *.migrated. A failure before that leaves DataDir absent and
+// the source untouched; calling Seed again resumes from WorkDir (for the
+// same source, revision and member; the data dir keeps the Token of the
+// run that made it: etcd reads it only when a cluster is created). Bad input (a source SQLite cannot
+// read or finds damaged, kine still writing, a key vetcd cannot keep)
+// leaves no WorkDir behind either, when this call made it.
 func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 	lg := o.Logger
 	if lg == nil {
@@ -143,36 +146,57 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 			}
 		}
 	}()
-	stagePath := filepath.Join(o.WorkDir, "stage.db")
+	// The member's data dir is made first, from an empty file: etcdutl's
+	// restore writes its membership, raft log and snapshot, the revision
+	// bump and the compaction mark in milliseconds; the keys then go
+	// straight into its backend file, below the bumped revision. (Restoring
+	// after the copy would copy the whole file and open it four times.)
 	restored := filepath.Join(o.WorkDir, "restored")
+	dbPath := filepath.Join(restored, "member", "snap", "db")
 	// An older vetcd staged into a whole etcd here; that work is redone.
-	if err := os.RemoveAll(filepath.Join(o.WorkDir, "etcd")); err != nil {
-		return res, fmt.Errorf("migrate: clear work dir: %w", err)
+	for _, p := range []string{filepath.Join(o.WorkDir, "etcd"), filepath.Join(o.WorkDir, "restoring")} {
+		if err := os.RemoveAll(p); err != nil {
+			return res, fmt.Errorf("migrate: clear work dir: %w", err)
+		}
 	}
-	st, err := openStageDB(stagePath)
-	if err != nil {
-		lg.Warn("the staging file is unreadable; starting over", zap.Error(err))
-		if st, err = restartStage(stagePath); err != nil {
+	member := o.Name + "=" + o.PeerURL
+	var (
+		st *stageDB
+		m  Marker
+		ok bool
+	)
+	if _, err := os.Stat(dbPath); err == nil {
+		st, err = openStageDB(dbPath)
+		if err == nil {
+			m, ok, err = st.Marker()
+		}
+		if err == nil && ok && (m.Source != src.Path() || m.SourceRevision != src.Revision || m.Member != member) {
+			err = fmt.Errorf("it holds a migration of %s at revision %d for %s", m.Source, m.SourceRevision, m.Member)
+		}
+		if err == nil && ok && (st.top == 0 || m.Revision != st.top) {
+			err = fmt.Errorf("its marker says revision %d, its file %d", m.Revision, st.top)
+		}
+		if err == nil && !ok {
+			err = errors.New("it has no migration marker")
+		}
+		if err != nil {
+			lg.Warn("the work dir's data cannot be resumed; starting over", zap.Error(err))
+			if st != nil {
+				_ = st.close()
+			}
+			st, ok = nil, false
+		}
+	}
+	if st == nil {
+		top := max(src.Revision, src.Rows+2) + 1
+		if st, err = newMemberStage(lg, o, top); err != nil {
 			return res, err
 		}
+		m = Marker{State: StateCopying, Source: src.Path(), SourceRevision: src.Revision, Member: member,
+			Revision: top, Started: time.Now().UTC()}
+		phase("make the member data dir")
 	}
 	defer func() { _ = st.close() }()
-	m, ok, err := st.Marker()
-	if err == nil && ok && (m.Source != src.Path() || m.SourceRevision != src.Revision) {
-		lg.Warn("the work dir holds a migration of another source or revision; starting over",
-			zap.String("work-source", m.Source), zap.Int64("work-revision", m.SourceRevision))
-		err = errors.New("another source")
-	}
-	if err != nil {
-		_ = st.close()
-		if st, err = restartStage(stagePath); err != nil {
-			return res, err
-		}
-		ok = false
-	}
-	if !ok {
-		m = Marker{State: StateCopying, Source: src.Path(), SourceRevision: src.Revision, Started: time.Now().UTC()}
-	}
 	res.Resumed = ok
 	if m.State != StateDone {
 		if res.Resumed {
@@ -185,7 +209,7 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 		if err := src.Unchanged(ctx, m.SourceRevision); err != nil {
 			return res, err
 		}
-		phase("read source and write staging file")
+		phase("read source and write keys")
 		if res.Resumed {
 			// This run read only the rest: hash the whole source.
 			if stats, err = src.SourceStats(ctx); err != nil {
@@ -194,75 +218,51 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 			phase("hash the whole source (resumed)")
 		}
 		m.State, m.Keys, m.Bytes, m.SHA256 = StateDone, stats.Keys, stats.Bytes, stats.SHA256
-		m.Revision = st.rev + 1 + bumpFor(src.Revision, st.rev+1)
 		m.After = ""
 		m.Finished = time.Now().UTC()
 		if err := st.commit(nil, m, true); err != nil {
 			return res, err
 		}
 	}
-	stageRev := st.rev
+	if err := st.close(); err != nil {
+		return res, fmt.Errorf("migrate: close the member's backend file: %w", err)
+	}
+	res.Stats = Stats{Keys: m.Keys, Bytes: m.Bytes, SHA256: m.SHA256}
+	res.Revision = m.Revision
 	<-checked
 	if checkErr != nil {
 		return res, checkErr
 	}
 	phase("finish the source's integrity check")
-	if err := st.close(); err != nil {
-		return res, fmt.Errorf("migrate: close the staging file: %w", err)
-	}
-	res.Stats = Stats{Keys: m.Keys, Bytes: m.Bytes, SHA256: m.SHA256}
 
 	// The source is read and checked: close it (SQLite's connections,
 	// its mapping, the -wal and -shm files reading made) beside the
-	// restore; renameSource waits for it.
+	// verification; renameSource waits for it.
 	srcClosed := make(chan struct{})
 	go func() {
 		defer close(srcClosed)
 		_ = src.Close()
 	}()
 	defer func() { <-srcClosed }()
-
-	if err := os.RemoveAll(restored); err != nil {
-		return res, fmt.Errorf("migrate: clear %s: %w", restored, err)
+	// The keys were written without fsync: flush the file beside the
+	// verification, which reads it through the page cache.
+	synced := make(chan error, 1)
+	go func() { synced <- syncFile(dbPath) }()
+	got, err := readDB(dbPath)
+	if serr := <-synced; err == nil && serr != nil {
+		return res, serr
 	}
-	bump := bumpFor(src.Revision, stageRev)
-	err = etcdutl.NewV3(lg.Named("restore").WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))).Restore(etcdutl.RestoreConfig{
-		SnapshotPath:        stagePath,
-		Name:                o.Name,
-		OutputDataDir:       restored,
-		PeerURLs:            []string{o.PeerURL},
-		InitialCluster:      o.Name + "=" + o.PeerURL,
-		InitialClusterToken: o.Token,
-		// A bbolt file, not a snapshot stream: it has no trailing hash.
-		// What it holds is checked against the source below.
-		SkipHashCheck: true,
-		RevisionBump:  uint64(bump),
-		MarkCompacted: true,
-	})
-	if err != nil {
-		return res, fmt.Errorf("migrate: restore the staging file: %w", err)
-	}
-	res.Revision = stageRev + bump
-	phase("restore into a member data dir")
-
-	got, err := readDB(filepath.Join(restored, "member", "snap", "db"))
 	if err != nil {
 		return res, fmt.Errorf("migrate: verify: %w", err)
 	}
 	if err := checkSeeded(got, m, res.Revision, src.Revision); err != nil {
 		// Never seen in a healthy run: start over next time rather than
-		// restore the same file again.
+		// trust this data dir again.
 		lg.Error("the seeded data does not match the source; the next run starts over", zap.Error(err))
-		for _, p := range []string{restored, stagePath} {
-			_ = os.RemoveAll(p)
-		}
+		_ = os.RemoveAll(restored)
 		return res, err
 	}
-	phase("verify the data dir against the source")
-	// The staging file is not needed any more: unlinking 200+ MB takes a
-	// while, beside the renames.
-	staged := make(chan error, 1)
-	go func() { staged <- os.Remove(stagePath) }()
+	phase("flush and verify the data dir against the source")
 
 	if err := os.Remove(o.DataDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return res, fmt.Errorf("migrate: data dir %s: %w", o.DataDir, err)
@@ -276,31 +276,84 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 	if err := syncDir(filepath.Dir(o.DataDir)); err != nil {
 		return res, err
 	}
-	phase("move the data dir in place")
 	<-srcClosed
 	if res.Renamed, err = renameSource(src); err != nil {
-		<-staged
 		return res, err
-	}
-	phase("rename the source")
-	if err := <-staged; err != nil && !errors.Is(err, fs.ErrNotExist) {
-		lg.Warn("could not remove the staging file", zap.String("file", stagePath), zap.Error(err))
 	}
 	if err := os.RemoveAll(o.WorkDir); err != nil {
 		lg.Warn("could not remove the migration work dir", zap.String("dir", o.WorkDir), zap.Error(err))
 	}
-	phase("remove the work dir")
+	phase("move the data dir in place, rename the source")
 	lg.Info("kine SQLite migrated", zap.Int64("keys", res.Keys), zap.Int64("bytes", res.Bytes),
 		zap.Int64("kine-revision", res.SourceRevision), zap.Int64("revision", res.Revision), zap.String("source-renamed-to", res.Renamed))
 	return res, nil
 }
 
-// restartStage removes the staging file and opens a new one.
-func restartStage(path string) (*stageDB, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("migrate: clear the staging file: %w", err)
+// newMemberStage makes WorkDir/restored a one-member data dir whose
+// revision is top, marked compacted, and no keys: etcdutl's restore of
+// an empty backend file with RevisionBump top. It opens the data dir's
+// backend file for the keys, which go below top.
+func newMemberStage(lg *zap.Logger, o SeedOptions, top int64) (*stageDB, error) {
+	skeleton := filepath.Join(o.WorkDir, "empty.db")
+	restoring := filepath.Join(o.WorkDir, "restoring")
+	restored := filepath.Join(o.WorkDir, "restored")
+	for _, p := range []string{skeleton, restoring, restored} {
+		if err := os.RemoveAll(p); err != nil {
+			return nil, fmt.Errorf("migrate: clear work dir: %w", err)
+		}
 	}
-	return openStageDB(path)
+	empty, err := openStageDB(skeleton)
+	if err != nil {
+		return nil, err
+	}
+	if err := empty.close(); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	err = etcdutl.NewV3(lg.Named("restore").WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))).Restore(etcdutl.RestoreConfig{
+		SnapshotPath:        skeleton,
+		Name:                o.Name,
+		OutputDataDir:       restoring,
+		PeerURLs:            []string{o.PeerURL},
+		InitialCluster:      o.Name + "=" + o.PeerURL,
+		InitialClusterToken: o.Token,
+		// A bbolt file vetcd just wrote, not a snapshot stream: it has no
+		// trailing hash. The keys are verified against the source later.
+		SkipHashCheck: true,
+		RevisionBump:  uint64(top),
+		MarkCompacted: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("migrate: make the member data dir: %w", err)
+	}
+	// Only a complete restore is ever resumed into.
+	if err := os.Rename(restoring, restored); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	if err := os.Remove(skeleton); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	st, err := openStageDB(filepath.Join(restored, "member", "snap", "db"))
+	if err != nil {
+		return nil, err
+	}
+	if st.rev != 1 || st.top != top {
+		st.close()
+		return nil, fmt.Errorf("migrate: the new member data dir is at revision %d (keys from %d), want %d (keys from 1)", st.top, st.rev, top)
+	}
+	return st, nil
+}
+
+// syncFile fsyncs the file at path.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("migrate: sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("migrate: sync %s: %w", path, err)
+	}
+	return nil
 }
 
 // checkSeeded compares what the restored data dir holds with the source's
@@ -328,10 +381,6 @@ func badInput(err error) bool {
 	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotSQLite) || errors.Is(err, ErrNotKine) ||
 		errors.Is(err, ErrSourceBusy) || errors.As(err, &bk)
 }
-
-// bumpFor is how far a snapshot at rev must be bumped to land above
-// kine's revision (at least 1: MarkCompacted needs a bump).
-func bumpFor(kineRev, rev int64) int64 { return max(1, kineRev+1-rev) }
 
 // copyAndVerify copies the keys after m.After and checks the target's keys
 // against the source: count and hash, and that kine did not write

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -22,28 +23,30 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Seed's staging store is an etcd backend file (bbolt) in the work dir,
-// written directly in etcd's mvcc layout, the layout etcdutl's snapshot
-// restore reads: bucket "key" maps a revision (8-byte main, '_', 8-byte
-// sub) to a marshalled mvccpb.KeyValue, bucket "lease" maps a lease ID to a
+// Seed writes the keys straight into the new member's etcd backend file
+// (bbolt), in etcd's mvcc layout, the layout etcd rebuilds its index from:
+// bucket "key" maps a revision (8-byte main, '_', 8-byte sub) to a
+// marshalled mvccpb.KeyValue, bucket "lease" maps a lease ID to a
 // leasepb.Lease, bucket "meta" holds the storage version. This is what
 // etcd's own mvcc store writes when it applies a Put (mvcc
 // storeTxnWrite.put: UnsafeSeqPut of the revision and the KeyValue) and
 // what a lease grant persists (lease.persistTo); the raft log, gRPC and
 // the per-request apply that a staging etcd added (three quarters of the
-// old migration's time) are not needed for a data dir that etcdutl's
-// restore then turns into a member.
+// old migration's time) are not needed for a member that has never run.
+// The file comes from etcdutl's restore of an empty backend file, which
+// wrote the membership, the raft log and snapshot, and the revision bump
+// (an empty record at the top revision, marked compacted); the keys go
+// below that revision.
 //
 // Each batch of keys is one bbolt transaction and one etcd revision (the
 // keys are its sub-revisions, as in a txn of puts), and the migration
 // marker is its last put: a batch and its progress record commit together,
 // so after a crash the file holds exactly the batches up to the last
-// resume point. The file is not fsynced (as the staging etcd it replaced
-// ran with --unsafe-no-fsync): a killed process loses nothing the kernel
-// has, and what a power loss tears either fails to open (the next run
-// starts over) or fails the verification of the restored data against
-// the source (which starts over too); the member's data dir itself is
-// written and synced by etcdutl's restore.
+// resume point. Commits are not fsynced (the staging etcd this replaced
+// ran with --unsafe-no-fsync); Seed fsyncs the file once, after the last
+// batch. A killed process loses nothing the kernel has; what a power loss
+// tears either fails to open (the next run starts over) or fails the
+// verification against the source (which starts over too).
 
 // Staging batch limits: a commit per 16 MiB or 64k keys (about 14
 // commits for 200k keys of 1 KiB).
@@ -57,11 +60,15 @@ type errBadKey struct{ error }
 
 func (e errBadKey) Unwrap() error { return e.error }
 
-// stageDB is an open staging file. Not safe for concurrent use.
+// stageDB is a backend file open for Seed's keys. Not safe for
+// concurrent use.
 type stageDB struct {
 	db *bolt.DB
 	// rev is the last main revision written (1: empty, as in etcd).
 	rev int64
+	// top is the revision of the newest record when it is etcdutl's
+	// revision bump (an empty record), 0 otherwise: the keys go below.
+	top int64
 	// marker is the marker's newest KeyValue, nil before the first batch.
 	marker *mvccpb.KeyValue
 	// leases are the lease IDs persisted so far.
@@ -105,10 +112,14 @@ func (p *slabs) reset() {
 	p.used = p.used[:0]
 }
 
-// openStageDB opens (or creates) the staging file and finds where an
-// earlier run stopped. A file that is not a staging file vetcd wrote
-// (or that bbolt cannot read) is an error: the caller starts over.
+// openStageDB opens (or creates) a backend file for Seed's keys and finds
+// where an earlier run stopped: after its last marker, below etcdutl's
+// revision bump. A file that is not one vetcd wrote (or that bbolt
+// cannot read) is an error: the caller starts over.
 func openStageDB(path string) (s *stageDB, err error) {
+	// A damaged file can point bbolt outside the mapped file: a fault,
+	// made this goroutine's panic, then an error.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil { // bbolt panics on some damaged pages
 			err = fmt.Errorf("staging file %s: bbolt: %v", path, r)
@@ -121,6 +132,10 @@ func openStageDB(path string) (s *stageDB, err error) {
 	// Map as much as etcd's backend does (10 GiB of address space, not
 	// memory): growing the mapping as the file grows remaps it at every
 	// doubling, a fifth of the write time.
+	// The free list is written with every commit (etcd's backend does
+	// not write it, and reads it when it is there): reopening a file
+	// without one makes bbolt walk every page in a goroutine of its own,
+	// where a page a power loss tore panics beyond any recover.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType,
 		InitialMmapSize: int(backend.InitialMmapSize)})
 	if err != nil {
@@ -143,7 +158,16 @@ func openStageDB(path string) (s *stageDB, err error) {
 		}); err != nil {
 			return err
 		}
-		k, v := tx.Bucket(schema.Key.Name()).Cursor().Last()
+		c := tx.Bucket(schema.Key.Name()).Cursor()
+		k, v := c.Last()
+		if k != nil && len(v) == 0 {
+			// etcdutl's revision bump: the keys go below it.
+			if len(k) != 17 || k[8] != '_' {
+				return fmt.Errorf("revision key %x is not etcd's", k)
+			}
+			s.top = mvcc.BytesToRev(k).Main
+			k, v = c.Prev()
+		}
 		if k == nil {
 			return nil
 		}
@@ -196,6 +220,9 @@ func (s *stageDB) commit(entries []Entry, m Marker, done bool) error {
 		return err
 	}
 	rev := s.rev + 1
+	if s.top > 0 && rev >= s.top {
+		return fmt.Errorf("migrate: revision %d would reach the data dir's bumped revision %d", rev, s.top)
+	}
 	marker := &mvccpb.KeyValue{Key: []byte(MarkerKey), Value: mv, CreateRevision: rev, ModRevision: rev, Version: 1}
 	if s.marker != nil {
 		marker.CreateRevision, marker.Version = s.marker.CreateRevision, s.marker.Version+1
@@ -406,6 +433,7 @@ type dbContent struct {
 // not with the code that wrote them. Each key's entry is hashed as it is
 // met; the digests are then combined in key order (Stats.SHA256).
 func readDB(path string) (c dbContent, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("read %s: bbolt: %v", path, r)
@@ -456,8 +484,17 @@ func readDB(path string) (c dbContent, err error) {
 		}
 		recs := make(chan []rec, 4)
 		hashed := make(chan struct{})
+		var hashErr error
 		go func() {
 			defer close(hashed)
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			defer func() {
+				if r := recover(); r != nil {
+					hashErr = fmt.Errorf("reading the mapped file: %v", r)
+					for range recs {
+					}
+				}
+			}()
 			h := newHasher()
 			for rs := range recs {
 				for _, r := range rs {
@@ -513,6 +550,9 @@ func readDB(path string) (c dbContent, err error) {
 		}
 		close(recs)
 		<-hashed
+		if err == nil {
+			err = hashErr
+		}
 		if markerVal != nil {
 			// A copy: the mapping ends with the transaction.
 			markerVal = bytes.Clone(markerVal)

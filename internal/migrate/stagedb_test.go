@@ -151,31 +151,91 @@ func TestCheckSeeded(t *testing.T) {
 	}
 }
 
-// TestSeedStartsOverOnADamagedStagingFile: a staging file that bbolt
-// cannot open (a power loss tore it) is replaced, and the seed completes
-// with exactly kine's data.
-func TestSeedStartsOverOnADamagedStagingFile(t *testing.T) {
+// TestSeedStartsOverOnADamagedWorkDir: an interrupted seed's backend file
+// that a power loss damaged (without fsync) is not trusted: the next run
+// starts over, or its verification refuses the data and the run after
+// starts over; either way no data dir appears until the data is exactly
+// kine's.
+func TestSeedStartsOverOnADamagedWorkDir(t *testing.T) {
 	src, live, kineRev := kineDB(t)
-	dir := t.TempDir()
-	peer := testURL(t)
-	opts := SeedOptions{
-		Options: Options{Source: src, SourceOptions: SourceOptions{Quiet: -1}, Logger: zaptest.NewLogger(t)},
-		DataDir: filepath.Join(dir, "data"), WorkDir: filepath.Join(dir, "work"), Name: "m0", PeerURL: peer, Token: "t",
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, db string)
+	}{
+		{"overwritten", func(t *testing.T, db string) {
+			if err := os.WriteFile(db, []byte(strings.Repeat("torn page ", 2000)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"cut short", func(t *testing.T, db string) {
+			fi, err := os.Stat(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(db, fi.Size()/2); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"pages garbled", func(t *testing.T, db string) {
+			b, err := os.ReadFile(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 4 * 4096; i < len(b); i += 4096 {
+				for j := i + 16; j < i+4096 && j < len(b); j++ {
+					b[j] = byte(j * 13)
+				}
+			}
+			if err := os.WriteFile(db, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
-	if err := os.MkdirAll(opts.WorkDir, 0o700); err != nil {
-		t.Fatal(err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			copied := filepath.Join(dir, "state.db")
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(copied, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			peer := testURL(t)
+			opts := SeedOptions{
+				Options: Options{Source: copied, SourceOptions: SourceOptions{Quiet: -1}, Logger: zaptest.NewLogger(t), batchOps: 16},
+				DataDir: filepath.Join(dir, "data"), WorkDir: filepath.Join(dir, "work"), Name: "m0", PeerURL: peer, Token: "t",
+			}
+			crashed := opts
+			crashed.Hook = func(n int) error {
+				if n == 10 {
+					return errCrash
+				}
+				return nil
+			}
+			if _, err := Seed(context.Background(), crashed); !errors.Is(err, errCrash) {
+				t.Fatalf("crashed seed: %v", err)
+			}
+			tc.damage(t, filepath.Join(opts.WorkDir, "restored", "member", "snap", "db"))
+			res, err := Seed(context.Background(), opts)
+			if err != nil {
+				if !strings.Contains(err.Error(), "verify") {
+					t.Fatalf("the run after the damage: %v, want success or a verification failure", err)
+				}
+				if _, serr := os.Stat(opts.DataDir); !errors.Is(serr, fs.ErrNotExist) {
+					t.Fatalf("a failed verification left a data dir: %v", serr)
+				}
+				if res, err = Seed(context.Background(), opts); err != nil {
+					t.Fatalf("the run after a failed verification: %v", err)
+				}
+			}
+			if res.Keys != int64(len(live)) {
+				t.Errorf("result %+v; want %d keys", res, len(live))
+			}
+			requireMigrated(t, startMember(t, opts.DataDir, "m0", peer), live, kineRev)
+		})
 	}
-	if err := os.WriteFile(filepath.Join(opts.WorkDir, "stage.db"), []byte(strings.Repeat("torn page ", 2000)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	res, err := Seed(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Resumed || res.Keys != int64(len(live)) {
-		t.Errorf("result %+v; want a fresh run of %d keys", res, len(live))
-	}
-	requireMigrated(t, startMember(t, opts.DataDir, "m0", peer), live, kineRev)
 }
 
 // TestSeedRefusesReservedKeys: a source key under vetcd's marker prefix

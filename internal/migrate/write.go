@@ -55,6 +55,9 @@ type Marker struct {
 	SourceRevision int64 `json:"sourceRevision"`
 	// After is the last key written in order (resume point).
 	After string `json:"after,omitempty"`
+	// Member is the seeded member as name=peerURL (Seed only): a work
+	// dir made for another member is not resumed.
+	Member string `json:"member,omitempty"`
 	// Keys, Bytes and SHA256 describe the verified result (state done).
 	Keys   int64  `json:"keys,omitempty"`
 	Bytes  int64  `json:"bytes,omitempty"`
