@@ -35,6 +35,9 @@
 #             gap between successful writes ending after the command
 #             started, the run ends POST seconds after `vetcd status` shows
 #             one healthy voter. Then `vetcd scale 3 --wait` for the next.
+#             The meta records how many force-new-cluster rebuilds the
+#             replicas logged (in the smoke runs: none; the surplus
+#             replicas left cleanly and the survivor kept quorum).
 #             Stock etcd has no automatic 3->1 operation; its closest
 #             procedure, `member remove` of the two followers one after the
 #             other, is measured the same way (then the two are added back
@@ -612,6 +615,9 @@ rebuild() {
 		writer_run "vetcd.$rep" "$VETCD_EPS" scale_vetcd_1 vetcd1
 		log "rebuild vetcd #$rep: longest gap $GAP s (before $BASEGAP s, $WRITES writes)"
 		row rebuild NA vetcd "$rep" "$GAP" "$BASEGAP" "$WRITES" NA NA ok
+		# How many rebuilds with force-new-cluster so far (cumulative), or
+		# the others left cleanly one by one and kept quorum.
+		meta "vetcd_rebuilds_through_run_$rep" "$(cat "$VDIR"/vetcd-*/serve.log | grep -cF '"msg":"rebuild complete' || true)"
 		"$VETCD" scale 3 --dir "$VDIR" --wait --timeout 5m >/dev/null || die "vetcd scale 3 failed"
 
 		nap "$SETTLE"

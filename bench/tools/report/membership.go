@@ -219,6 +219,19 @@ func renderMembership(w func(string, ...any), in string) error {
 		note("rebuild etcd", e)
 		w("| vetcd `scale 1` | %s | %s |\n| etcd %s `member remove` × 2 (manual) | %s | %s |\n\n", v.cell(), secs(v.baseline),
 			version, e.cell(), secs(e.baseline))
+		rebuilds := -1
+		for k, val := range meta["rebuild"] {
+			if n, err := strconv.Atoi(val); err == nil && strings.HasPrefix(k, "vetcd_rebuilds_through_run_") {
+				rebuilds = max(rebuilds, n)
+			}
+		}
+		switch {
+		case rebuilds == 0:
+			w("No run needed a rebuild with force-new-cluster: the surplus replicas left the cluster cleanly\n")
+			w("and the survivor kept quorum throughout, so this window is that of two clean leaves.\n\n")
+		case rebuilds > 0:
+			w("The survivor rebuilt the cluster with force-new-cluster %d times over the runs.\n\n", rebuilds)
+		}
 	}
 	if len(failed) > 0 {
 		w("Runs whose check failed (counted above): %s.\n\n", strings.Join(failed, "; "))
