@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -323,8 +322,7 @@ func BenchmarkMigrateSQLite(b *testing.B) {
 		phases            [][]migrate.Phase
 		res               migrate.Result
 	)
-	for r := range rounds {
-		rd := filepath.Join(dir, fmt.Sprint(r))
+	migration := func(rd string) {
 		src := linkSource(b, cache, rd)
 		warm(b, src)
 		runtime.GC()
@@ -346,12 +344,13 @@ func BenchmarkMigrateSQLite(b *testing.B) {
 		if err := os.RemoveAll(filepath.Join(rd, "data")); err != nil {
 			b.Fatal(err)
 		}
-
+	}
+	floorRun := func(rd string) {
 		cli, stop := startStockEtcd(b, filepath.Join(rd, "floor"))
+		defer stop()
 		runtime.GC()
-		c0, t0 = cpuTime(b), time.Now()
+		c0, t0 := cpuTime(b), time.Now()
 		if err := batchedIngest(ctx, cli, ops); err != nil {
-			stop()
 			b.Fatal(err)
 		}
 		floors = append(floors, time.Since(t0))
@@ -359,6 +358,18 @@ func BenchmarkMigrateSQLite(b *testing.B) {
 		stop()
 		if err := os.RemoveAll(filepath.Join(rd, "floor")); err != nil {
 			b.Fatal(err)
+		}
+	}
+	for r := range rounds {
+		// Alternate which goes first, so a drift in the machine's load
+		// falls on both.
+		rd := filepath.Join(dir, fmt.Sprint(r))
+		if r%2 == 0 {
+			migration(rd)
+			floorRun(rd)
+		} else {
+			floorRun(rd)
+			migration(rd)
 		}
 		b.Logf("round %d: migration %s (%s CPU), floor %s (%s CPU)", r, seeds[r].Round(time.Millisecond), seedCPU[r].Round(time.Millisecond),
 			floors[r].Round(time.Millisecond), floorCPU[r].Round(time.Millisecond))
@@ -446,23 +457,28 @@ func migrateReport(in reportInput) string {
 	w("untimed, before it: a warm page cache, as at a first start right after kine stopped).\n")
 	w("Each path, and what it includes:\n\n")
 	w("- **migration**: `migrate.Seed`, what a replica does at first start with `migrateFrom.sqlite`: open the source\n")
-	w("  read-only, SQLite's `quick_check` over the whole file (beside the copy), read the newest row of every key, write\n")
-	w("  the live ones into an etcd backend file (fsync per 16 MiB batch, resumable), `etcdutl` restore into a member\n")
-	w("  data dir with the revision bumped above kine's and marked compacted, read that data dir back and verify key count\n")
-	w("  and SHA-256 against the source, rename the source. End to end, from the SQLite file to a data dir etcd starts on.\n")
+	w("  read-only; make the member data dir with `etcdutl`'s restore of an empty backend file (membership, raft log,\n")
+	w("  revision bumped above kine's and marked compacted); read the newest row of every key in one pass and write the\n")
+	w("  live ones, 16 MiB per bbolt transaction with a resume marker, straight into that member's backend file in etcd's\n")
+	w("  mvcc layout (written back in the background, fsynced once at the end); SQLite's `quick_check` of the whole file\n")
+	w("  beside it; read the file back as etcd rebuilds its index and verify key count, SHA-256 of the content, marker,\n")
+	w("  revision and compaction against the source; rename the data dir into place and the source to `*.migrated`.\n")
+	w("  End to end, from the SQLite file to a durable data dir etcd starts on (the tests start one on it).\n")
 	w("- **(b) floor**: the same 200k keys and final values, already in memory, into a stock etcd 3.7.3 member\n")
 	w("  (embedded, etcd's defaults: fsync on, `--max-txn-ops` 128), as txns of 128 puts with 8 in flight. No reading,\n")
 	w("  no verification, no restore.\n")
 	w("- **(a) one Put per key**: sequential `Put`s into a fresh stock etcd, timed on the first %d keys and scaled to 200k.\n\n", in.sample)
-	w("The migration and the floor alternate for %d rounds; the table shows medians. MB/s is MiB of values (%.0f) per\n", in.rounds, mb)
-	w("second. All in one process on 127.0.0.1, plain gRPC (no TLS). The machine was shared with other work during the run:\n")
-	w("the spread between rounds is shown below the table.\n\n")
+	w("The migration and the floor alternate for %d rounds (which goes first alternates too); the table shows medians. MB/s is MiB of values (%.0f) per\n", in.rounds, mb)
+	w("second. All in one process on 127.0.0.1, plain gRPC (no TLS). The machine was shared with other work during the run\n")
+	w("(its load average is in the table): the spread between rounds and the CPU time of each are below the table. Both\n")
+	w("paths are CPU-bound on 2 cores and use about the same CPU time, so their ratio moves with the load.\n\n")
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	w("| | |\n|---|---|\n")
 	w("| Command | `BENCH_OUT=bench/out go test -run '^$' -bench MigrateSQLite -benchtime 1x -timeout 30m ./bench/` |\n")
 	w("| Machine | %d CPUs (nproc), %s memory, Linux %s, %s/%s |\n", runtime.NumCPU(), memTotal(), strings.TrimSpace(string(kernel)), runtime.GOOS, runtime.GOARCH)
 	w("| Versions | %s, etcd %s, %s, kine schema v0.17.5 |\n", runtime.Version(), version.Version, modVersion("modernc.org/sqlite"))
-	w("| Date | %s |\n\n", time.Now().UTC().Format(time.RFC3339))
+	load, _ := os.ReadFile("/proc/loadavg")
+	w("| Date | %s; load average at the end %s |\n\n", time.Now().UTC().Format(time.RFC3339), strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
 	ratio := func(d time.Duration, base time.Duration) float64 { return base.Seconds() / d.Seconds() }
 	verdict := func(ok bool) string {
 		if ok {
@@ -471,7 +487,7 @@ func migrateReport(in reportInput) string {
 		return "not met"
 	}
 	row := func(name string, d time.Duration, target string, ok string) {
-		w("| %s | %.2f s | %.0f | %.1f | %.1f× | %.2f× | %s | %s |\n", name, d.Seconds(), liveKeys/d.Seconds(), mb/d.Seconds(),
+		w("| %s | %.2f s | %.0f | %.1f | %.1f× | %.3f× | %s | %s |\n", name, d.Seconds(), liveKeys/d.Seconds(), mb/d.Seconds(),
 			ratio(d, in.naive), ratio(d, floor), target, ok)
 	}
 	w("| Path | Time | keys/s | MB/s | vs (a) | vs (b) | Target | Verdict |\n|---|---:|---:|---:|---:|---:|---|---|\n")
@@ -521,13 +537,16 @@ func memTotal() string {
 	return "unknown"
 }
 
-// modVersion is the version of a module linked into this test binary.
+// modVersion is the version of a module in the repository's go.mod
+// (test binaries carry no module list).
 func modVersion(path string) string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == path {
-				return path + " " + d.Version
-			}
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		return path
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == path {
+			return path + " " + f[1]
 		}
 	}
 	return path

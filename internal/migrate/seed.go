@@ -197,6 +197,15 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 		phase("make the member data dir")
 	}
 	defer func() { _ = st.close() }()
+	if st.flush, err = newFlusher(dbPath); err != nil {
+		return res, err
+	}
+	flushed := false
+	defer func() {
+		if !flushed {
+			_ = st.flush.finish()
+		}
+	}()
 	res.Resumed = ok
 	if m.State != StateDone {
 		if res.Resumed {
@@ -244,10 +253,12 @@ func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 		_ = src.Close()
 	}()
 	defer func() { <-srcClosed }()
-	// The keys were written without fsync: flush the file beside the
-	// verification, which reads it through the page cache.
+	// The commits were not synced, only flushed behind them: finish that
+	// beside the verification, which reads the file through the page
+	// cache.
 	synced := make(chan error, 1)
-	go func() { synced <- syncFile(dbPath) }()
+	flushed = true
+	go func() { synced <- st.flush.finish() }()
 	got, err := readDB(dbPath)
 	if serr := <-synced; err == nil && serr != nil {
 		return res, serr
@@ -341,19 +352,6 @@ func newMemberStage(lg *zap.Logger, o SeedOptions, top int64) (*stageDB, error) 
 		return nil, fmt.Errorf("migrate: the new member data dir is at revision %d (keys from %d), want %d (keys from 1)", st.top, st.rev, top)
 	}
 	return st, nil
-}
-
-// syncFile fsyncs the file at path.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("migrate: sync %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("migrate: sync %s: %w", path, err)
-	}
-	return nil
 }
 
 // checkSeeded compares what the restored data dir holds with the source's

@@ -240,7 +240,17 @@ func (s *Source) check(ctx context.Context, opts SourceOptions) error {
 // migrated rows and the name index; damage elsewhere (another index, a
 // free page) would go unnoticed, and a damaged file is refused whole
 // (ErrCorrupt).
-func (s *Source) Check(ctx context.Context) error {
+func (s *Source) Check(ctx context.Context) (err error) {
+	// The file is memory-mapped: as in Scan, a fault is an error.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(interface{ Addr() uintptr }); !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("sqlite source %s: %w: reading the mapped file faulted (%v): was it truncated while read?", s.path, ErrCorrupt, r)
+		}
+	}()
 	var res string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&res); err != nil {
 		return fmt.Errorf("sqlite source %s: %w", s.path, classify(err))

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -75,6 +77,8 @@ type stageDB struct {
 	leases map[int64]bool
 	// slabs hold a commit's marshalled records, reused by the next.
 	slabs slabs
+	// flush syncs the file behind the commits (nil: not syncing).
+	flush *flusher
 }
 
 // slabs are buffers handed out for one bbolt transaction and reused after
@@ -141,7 +145,9 @@ func openStageDB(path string) (s *stageDB, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("staging file %s: %w", path, err)
 	}
-	db.NoSync = true
+	// No fsync per commit, nor when the file grows (bbolt truncates and
+	// fsyncs at each growth otherwise): Seed syncs the file once.
+	db.NoSync, db.NoGrowSync = true, true
 	s = &stageDB{db: db, rev: 1, leases: map[int64]bool{}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range []backend.Bucket{schema.Key, schema.Lease, schema.Meta} {
@@ -202,6 +208,7 @@ func (s *stageDB) Marker() (m Marker, ok bool, err error) {
 	return m, true, nil
 }
 
+// close closes the bbolt file (it does not sync it: flush does).
 func (s *stageDB) close() error {
 	if s.db == nil {
 		return nil
@@ -209,6 +216,63 @@ func (s *stageDB) close() error {
 	err := s.db.Close()
 	s.db = nil
 	return err
+}
+
+// flusher syncs a file in the background while it is written, so that
+// the final sync has little left to wait for. Every sync goes through one
+// file descriptor: Linux reports a writeback error once per descriptor,
+// and a descriptor opened later would not see it.
+type flusher struct {
+	f        *os.File
+	inflight chan struct{}
+	mu       sync.Mutex
+	err      error
+}
+
+func newFlusher(path string) (*flusher, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return &flusher{f: f, inflight: make(chan struct{}, 1)}, nil
+}
+
+// kick starts a sync unless one is running.
+func (fl *flusher) kick() {
+	select {
+	case fl.inflight <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-fl.inflight }()
+		if err := fl.f.Sync(); err != nil {
+			fl.mu.Lock()
+			if fl.err == nil {
+				fl.err = err
+			}
+			fl.mu.Unlock()
+		}
+	}()
+}
+
+// finish waits for a running sync, syncs once more and closes the
+// descriptor; it returns the first error any sync had.
+func (fl *flusher) finish() error {
+	fl.inflight <- struct{}{}
+	err := fl.f.Sync()
+	fl.mu.Lock()
+	if fl.err != nil {
+		err = fl.err
+	}
+	fl.mu.Unlock()
+	if cerr := fl.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: sync %s: %w", fl.f.Name(), err)
+	}
+	return nil
 }
 
 // commit writes entries (new keys, in order) and then the marker m, as
@@ -288,6 +352,9 @@ func (s *stageDB) commit(entries []Entry, m Marker, done bool) error {
 	})
 	// Committed or rolled back, bbolt no longer holds the slices.
 	s.slabs.reset()
+	if err == nil && s.flush != nil {
+		s.flush.kick()
+	}
 	if err != nil {
 		return fmt.Errorf("migrate: write the staging file: %w", err)
 	}

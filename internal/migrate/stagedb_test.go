@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"io/fs"
 	"os"
@@ -13,8 +14,6 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/vetcd/vetcd/internal/migrate/kinetest"
 )
 
 // TestDecodeKV: the verifier's own decoder reads what proto.Marshal
@@ -243,18 +242,31 @@ func TestSeedStartsOverOnADamagedWorkDir(t *testing.T) {
 // data dir left behind.
 func TestSeedRefusesReservedKeys(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	k := kinetest.Start(t, path)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, key := range []string{"/registry/pods/a", MarkerPrefix + "sqlite-forged"} {
-		if err := kinetest.Create(ctx, k.Client, key, "v", 0); err != nil {
+	// kine's table written directly (no kine process that might still
+	// checkpoint its WAL into the file after it stopped).
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE kine (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, created INTEGER, deleted INTEGER,
+			create_revision INTEGER, prev_revision INTEGER, lease INTEGER, value BLOB, old_value BLOB)`,
+		`CREATE INDEX kine_name_index ON kine (name)`,
+		`INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES
+			('/registry/pods/a', 1, 0, 0, 0, 0, 'v'), ('` + MarkerPrefix + `sqlite-forged', 1, 0, 0, 0, 0, 'v')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	k.Stop()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
 	before := fileSum(t, path)
 	dir := t.TempDir()
-	_, err := Seed(ctx, SeedOptions{
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = Seed(ctx, SeedOptions{
 		Options: Options{Source: path, SourceOptions: SourceOptions{Quiet: -1}},
 		DataDir: filepath.Join(dir, "data"), WorkDir: filepath.Join(dir, "work"), Name: "m0", PeerURL: "http://127.0.0.1:1",
 	})
@@ -268,5 +280,10 @@ func TestSeedRefusesReservedKeys(t *testing.T) {
 	}
 	if fileSum(t, path) != before {
 		t.Error("the refused seed changed the source")
+	}
+	for _, suffix := range []string{"-wal", "-shm", MigratedSuffix} {
+		if _, err := os.Stat(path + suffix); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s%s appeared: %v", path, suffix, err)
+		}
 	}
 }
