@@ -25,7 +25,8 @@ type Options struct {
 	Source string
 	// SourceOptions tunes how the source is opened and checked.
 	SourceOptions SourceOptions
-	// Workers is how many write txns are in flight at once (default 8).
+	// Workers is how many write txns Into has in flight at once
+	// (default 8). Seed writes its backend file from one goroutine.
 	Workers int
 	// Progress, if set, is told the keys and value bytes written so far.
 	Progress Progress
@@ -35,7 +36,8 @@ type Options struct {
 	Hook   func(batches int) error
 	Logger *zap.Logger
 
-	// batchOps overrides the keys per txn (tests: many small batches).
+	// batchOps overrides the keys per txn or per Seed batch (tests: many
+	// small batches).
 	batchOps int
 }
 

@@ -322,9 +322,12 @@ func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (
 	// the outer loop) lets SQLite satisfy the outer ORDER BY from the
 	// index order; a plain JOIN sorts every row, values included, in a
 	// temporary b-tree first (1.5 s of 3.5 s on 300k rows of 1 KiB).
-	const q = `SELECT k.id, m.name, k.deleted, k.lease, k.value
+	// Deleted keys stay in SQLite (a NULL deleted is live, as kine
+	// reads it): their rows never cross the driver.
+	const q = `SELECT k.id, m.name, k.lease, k.value
 		FROM (SELECT name, MAX(id) AS id FROM kine WHERE name > ? GROUP BY name ORDER BY name) AS m
 		CROSS JOIN kine AS k ON k.id = m.id
+		WHERE coalesce(k.deleted, 0) = 0
 		ORDER BY m.name`
 	// The source is memory-mapped: a file cut short under the mapping
 	// faults; make that this goroutine's panic, and an error.
@@ -348,16 +351,15 @@ func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (
 	}
 	defer rows.Close()
 	var (
-		prev    []byte
-		first   = true
-		id      int64
-		name    sql.RawBytes
-		deleted sql.NullInt64
-		lease   sql.NullInt64
-		value   sql.RawBytes
+		prev  []byte
+		first = true
+		id    int64
+		name  sql.RawBytes
+		lease sql.NullInt64
+		value sql.RawBytes
 	)
 	for rows.Next() {
-		if err := rows.Scan(&id, &name, &deleted, &lease, &value); err != nil {
+		if err := rows.Scan(&id, &name, &lease, &value); err != nil {
 			return s.readErr(err)
 		}
 		if !first && bytes.Compare(name, prev) <= 0 {
@@ -365,7 +367,7 @@ func (s *Source) Scan(ctx context.Context, after string, fn func(Entry) error) (
 		}
 		first, prev = false, append(prev[:0], name...)
 		key := name[:len(name):len(name)]
-		if deleted.Int64 != 0 || skipName(string(key)) {
+		if skipName(string(key)) {
 			continue
 		}
 		if lease.Int64 < 0 || lease.Int64 > maxTTL {

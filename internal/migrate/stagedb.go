@@ -515,7 +515,17 @@ func readDB(path string) (c dbContent, err error) {
 		d [sha256.Size]byte
 		n int64
 	}
-	live := map[string]entry{}
+	// The live keys: in seq (keys pointing into the mapped file) while
+	// records come in key order, else in live.
+	type ordered struct {
+		key []byte
+		entry
+	}
+	var (
+		seq     []ordered
+		inOrder = true
+		live    = map[string]entry{}
+	)
 	var markerVal []byte
 	err = db.View(func(tx *bolt.Tx) error {
 		ttls := map[int64]int64{}
@@ -565,6 +575,19 @@ func readDB(path string) (c dbContent, err error) {
 			h := newHasher()
 			for rs := range recs {
 				for _, r := range rs {
+					if inOrder && !r.tombstone && (len(seq) == 0 || bytes.Compare(r.key, seq[len(seq)-1].key) > 0) {
+						// Seed writes keys in order, each once: no map
+						// and no sort while that holds.
+						seq = append(seq, ordered{key: r.key, entry: entry{d: h.digest(r.key, r.value, r.ttl), n: int64(len(r.value))}})
+						continue
+					}
+					if inOrder {
+						inOrder = false
+						for _, o := range seq {
+							live[string(o.key)] = o.entry
+						}
+						seq = nil
+					}
 					if r.tombstone {
 						delete(live, string(r.key))
 						continue
@@ -635,14 +658,20 @@ func readDB(path string) (c dbContent, err error) {
 		}
 		c.MarkerOK = true
 	}
-	keys := make([]string, 0, len(live))
-	for k := range live {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	h := newHasher()
-	for _, k := range keys {
-		h.addDigest(live[k].d, live[k].n)
+	if inOrder {
+		for _, o := range seq {
+			h.addDigest(o.d, o.n)
+		}
+	} else {
+		keys := make([]string, 0, len(live))
+		for k := range live {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			h.addDigest(live[k].d, live[k].n)
+		}
 	}
 	c.Stats = h.stats()
 	return c, nil
