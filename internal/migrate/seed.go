@@ -46,8 +46,10 @@ type SeedOptions struct {
 	Options
 	// DataDir is the new member's data dir; it must not exist or be empty.
 	DataDir string
-	// WorkDir holds the staging etcd and snapshot. It is kept when the
-	// migration fails, so that a rerun resumes, and removed on success.
+	// WorkDir holds the member data dir while it is filled and checked.
+	// It is kept when the migration fails, so that a rerun resumes, and
+	// removed on success. It must be on DataDir's file system (the data
+	// dir is renamed into place).
 	WorkDir string
 	// Name, PeerURL and Token are the new member's name, advertised peer
 	// URL and initial cluster token.
@@ -69,9 +71,12 @@ type Result struct {
 	Phases []Phase
 }
 
-// Phase is one timed step of a migration.
+// Phase is one timed step of a migration (Result.Phases), so that logs
+// and benchmarks can say where the time went.
 type Phase struct {
+	// Name says what the step did.
 	Name string
+	// Took is its wall-clock time.
 	Took time.Duration
 }
 
@@ -90,9 +95,10 @@ type Phase struct {
 // renamed to *.migrated. A failure before that leaves DataDir absent and
 // the source untouched; calling Seed again resumes from WorkDir (for the
 // same source, revision and member; the data dir keeps the Token of the
-// run that made it: etcd reads it only when a cluster is created). Bad input (a source SQLite cannot
-// read or finds damaged, kine still writing, a key vetcd cannot keep)
-// leaves no WorkDir behind either, when this call made it.
+// run that made it, which etcd reads only when it creates a cluster).
+// Bad input (a source SQLite cannot read or finds damaged, kine still
+// writing, a key vetcd cannot keep) leaves no WorkDir behind either, when
+// this call made it.
 func Seed(ctx context.Context, o SeedOptions) (res Result, err error) {
 	lg := o.Logger
 	if lg == nil {

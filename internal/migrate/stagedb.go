@@ -126,7 +126,7 @@ func openStageDB(path string) (s *stageDB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil { // bbolt panics on some damaged pages
-			err = fmt.Errorf("staging file %s: bbolt: %v", path, r)
+			err = fmt.Errorf("backend file %s: bbolt: %v", path, r)
 			if s != nil {
 				s.db.Close()
 				s = nil
@@ -143,7 +143,7 @@ func openStageDB(path string) (s *stageDB, err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType,
 		InitialMmapSize: int(backend.InitialMmapSize)})
 	if err != nil {
-		return nil, fmt.Errorf("staging file %s: %w", path, err)
+		return nil, fmt.Errorf("backend file %s: %w", path, err)
 	}
 	// No fsync per commit, nor when the file grows (bbolt truncates and
 	// fsyncs at each growth otherwise): Seed syncs the file once.
@@ -192,7 +192,7 @@ func openStageDB(path string) (s *stageDB, err error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("staging file %s: %w", path, err)
+		return nil, fmt.Errorf("backend file %s: %w", path, err)
 	}
 	return s, nil
 }
@@ -203,7 +203,7 @@ func (s *stageDB) Marker() (m Marker, ok bool, err error) {
 		return m, false, nil
 	}
 	if err := json.Unmarshal(s.marker.Value, &m); err != nil {
-		return m, false, fmt.Errorf("staging migration marker: %w", err)
+		return m, false, fmt.Errorf("migration marker in the backend file: %w", err)
 	}
 	return m, true, nil
 }
@@ -356,7 +356,7 @@ func (s *stageDB) commit(entries []Entry, m Marker, done bool) error {
 		s.flush.kick()
 	}
 	if err != nil {
-		return fmt.Errorf("migrate: write the staging file: %w", err)
+		return fmt.Errorf("migrate: write the member's backend file: %w", err)
 	}
 	s.rev, s.marker = rev, marker
 	for id := range granted {
