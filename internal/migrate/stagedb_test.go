@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -334,4 +335,70 @@ func TestReadDBOutOfOrder(t *testing.T) {
 	if want := h.stats(); c.Stats != want {
 		t.Errorf("read %+v, want %+v (/a overwritten, /c deleted)", c.Stats, want)
 	}
+}
+
+// TestSeedVerifiesBeforeTheRename: a value changed in the member's
+// backend file after it was written (a bad disk, a bug) fails the
+// verification; no data dir appears, the source stays where it was, and
+// the next run starts over and gets exactly kine's data.
+func TestSeedVerifiesBeforeTheRename(t *testing.T) {
+	src, live, kineRev := kineDB(t)
+	dir := t.TempDir()
+	peer := testURL(t)
+	opts := SeedOptions{
+		Options: Options{Source: src, SourceOptions: SourceOptions{Quiet: -1}, Logger: zaptest.NewLogger(t)},
+		DataDir: filepath.Join(dir, "data"), WorkDir: filepath.Join(dir, "work"), Name: "m0", PeerURL: peer, Token: "t",
+	}
+	var victim string
+	for _, w := range live {
+		if len(w.Value) > 40 {
+			victim = w.Value
+			break
+		}
+	}
+	var written int64
+	tampered := opts
+	tampered.Progress = func(keys, _ int64) { written = keys }
+	tampered.Hook = func(int) error {
+		if written != int64(len(live)) {
+			return nil
+		}
+		db := filepath.Join(opts.WorkDir, "restored", "member", "snap", "db")
+		b, err := os.ReadFile(db)
+		if err != nil {
+			return err
+		}
+		i := bytes.Index(b, []byte(victim))
+		if i < 0 {
+			return errors.New("the value is not in the backend file")
+		}
+		f, err := os.OpenFile(db, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.WriteAt([]byte{victim[len(victim)-1] ^ 1}, int64(i+len(victim)-1))
+		return err
+	}
+	_, err := Seed(context.Background(), tampered)
+	if err == nil || !strings.Contains(err.Error(), "verify") {
+		t.Fatalf("seed over a tampered file: %v, want a verification failure", err)
+	}
+	if _, err := os.Stat(opts.DataDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed verification left a data dir: %v", err)
+	}
+	if _, err := os.Stat(src); err != nil {
+		t.Fatalf("the failed seed moved the source: %v", err)
+	}
+	if _, err := os.Stat(src + MigratedSuffix); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the failed seed renamed the source: %v", err)
+	}
+	res, err := Seed(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed {
+		t.Error("the run after a failed verification resumed the file that failed it")
+	}
+	requireMigrated(t, startMember(t, opts.DataDir, "m0", peer), live, kineRev)
 }
