@@ -297,7 +297,10 @@ func median(ds []time.Duration) time.Duration {
 // With BENCH_OUT set it writes BENCH_OUT/migrate.md for BENCHMARKS.md.
 // Run:
 //
-//	BENCH_OUT=bench/out go test -run '^$' -bench MigrateSQLite -benchtime 1x -timeout 30m ./bench/
+//	BENCH_OUT=bench/out go test -run '^$' -bench '^BenchmarkMigrateSQLite$' -benchtime 1x -timeout 60m ./bench/
+//
+// (make -C bench migrate). BENCH_ROUNDS and BENCH_NAIVE_SAMPLE change the
+// rounds and the size of the one-Put-per-key sample.
 func BenchmarkMigrateSQLite(b *testing.B) {
 	rounds := envInt(b, "BENCH_ROUNDS", 5)
 	sample := min(envInt(b, "BENCH_NAIVE_SAMPLE", 20_000), liveKeys)
@@ -477,7 +480,7 @@ func migrateReport(in reportInput) string {
 	w("times are below the table.\n\n")
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	w("| | |\n|---|---|\n")
-	w("| Command | `BENCH_OUT=bench/out go test -run '^$' -bench MigrateSQLite -benchtime 1x -timeout 30m ./bench/` |\n")
+	w("| Command | `BENCH_OUT=bench/out go test -run '^$' -bench '^BenchmarkMigrateSQLite$' -benchtime 1x -timeout 60m ./bench/` (or `make -C bench migrate`) |\n")
 	w("| Machine | %d CPUs (nproc), %s memory, Linux %s, %s/%s |\n", runtime.NumCPU(), memTotal(), strings.TrimSpace(string(kernel)), runtime.GOOS, runtime.GOARCH)
 	w("| Versions | %s, etcd %s, %s, kine schema v0.17.5 |\n", runtime.Version(), version.Version, modVersion("modernc.org/sqlite"))
 	load, _ := os.ReadFile("/proc/loadavg")
