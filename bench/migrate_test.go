@@ -299,8 +299,10 @@ func median(ds []time.Duration) time.Duration {
 //
 //	BENCH_OUT=bench/out go test -run '^$' -bench '^BenchmarkMigrateSQLite$' -benchtime 1x -timeout 60m ./bench/
 //
-// (make -C bench migrate). BENCH_ROUNDS and BENCH_NAIVE_SAMPLE change the
-// rounds and the size of the one-Put-per-key sample.
+// (make -C bench migrate). A relative BENCH_OUT is relative to the
+// repository root, where that command runs. BENCH_ROUNDS and
+// BENCH_NAIVE_SAMPLE change the rounds and the size of the
+// one-Put-per-key sample.
 func BenchmarkMigrateSQLite(b *testing.B) {
 	rounds := envInt(b, "BENCH_ROUNDS", 5)
 	sample := min(envInt(b, "BENCH_NAIVE_SAMPLE", 20_000), liveKeys)
@@ -410,6 +412,11 @@ func BenchmarkMigrateSQLite(b *testing.B) {
 	b.Logf("(a) one Put per key (measured on %d keys): %s for 200k, %.0f keys/s, %.1f MB/s; migration is %.1fx", sample, naive.Round(time.Millisecond), nk, nm, sk/nk)
 
 	if out := os.Getenv("BENCH_OUT"); out != "" {
+		if !filepath.IsAbs(out) {
+			// go test runs this in bench/; the command (and make -C bench
+			// migrate) names the directory from the repository root.
+			out = filepath.Join("..", out)
+		}
 		md := migrateReport(reportInput{
 			rounds: rounds, sample: sample, rows: rows, fileMiB: fi.Size() >> 20,
 			seeds: seeds, floors: floors, seedCPU: seedCPU, floorCPU: floorCPU, naive: naive, phases: phases[medianRound],
