@@ -117,6 +117,8 @@ type Local struct {
 	Members []Member
 	// AppliedIndex is the running member's applied index.
 	AppliedIndex uint64
+	// Revision is the newest revision in the data (etcd down only).
+	Revision int64
 	// RebuiltFrom is the Fingerprint of the member list this member was
 	// already force-rebuilt from ("" if never): a rebuild happens once.
 	RebuiltFrom string
@@ -157,6 +159,10 @@ type Cluster struct {
 	Reachable bool
 	ClusterID uint64
 	Members   []Member
+	// CompactedPastLocal means the cluster has compacted past the revision
+	// of this replica's data. It is looked up only for valid data that
+	// etcd does not run on.
+	CompactedPastLocal bool
 }
 
 // ReplicaObservation is everything ReplicaNext decides on.
@@ -241,6 +247,15 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 				}
 				return decide(Rejoin, "member %x was removed from the cluster", o.Local.MemberID)
 			}
+		}
+		if c.Reachable && c.CompactedPastLocal && !o.Local.Running {
+			// etcd's start-up corruption check compares hashes at the
+			// local revision; the peers no longer have it, so the check
+			// passes without comparing and damaged data would be served.
+			if surplus {
+				return decide(Wait, "data at revision %d is behind the cluster's compaction and cannot be verified; surplus replica, not rejoining", o.Local.Revision)
+			}
+			return decide(Rejoin, "data at revision %d is behind the cluster's compaction: etcd's start-up check cannot verify it against the peers, so it is replaced by a fresh copy", o.Local.Revision)
 		}
 		if !o.Local.Running && (o.Local.DataLocked || o.Local.StartFailures >= MaxStartFailures) {
 			switch {

@@ -100,6 +100,25 @@ func TestReplicaNext(t *testing.T) {
 			want: Restart,
 		},
 		{
+			name: "valid data behind the cluster's compaction cannot be verified by etcd: rejoin",
+			o: ReplicaObservation{Ordinal: 2, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x12, Revision: 40},
+				Cluster: func() Cluster { c := reachable(three...); c.CompactedPastLocal = true; return c }()},
+			want:   Rejoin,
+			reason: "behind the cluster's compaction",
+		},
+		{
+			name: "surplus replica behind the compaction waits",
+			o: ReplicaObservation{Ordinal: 2, Desired: 2, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x12, Revision: 40},
+				Cluster: func() Cluster { c := reachable(three...); c.CompactedPastLocal = true; return c }()},
+			want:   Wait,
+			reason: "surplus",
+		},
+		{
+			name: "valid data not behind the compaction restarts",
+			o:    ReplicaObservation{Ordinal: 2, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x12, Revision: 40}, Cluster: reachable(three...)},
+			want: Restart,
+		},
+		{
 			name:   "valid data of a member removed from outside: rejoin",
 			o:      ReplicaObservation{Ordinal: 2, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x12}, Cluster: reachable(voter(0), voter(1))},
 			want:   Rejoin,

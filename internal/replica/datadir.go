@@ -31,6 +31,8 @@ type DataInfo struct {
 	ClusterID    uint64
 	MemberID     uint64
 	AppliedIndex uint64
+	// Revision is the newest revision in the backend's key bucket.
+	Revision int64
 	// WALLocked means a WAL file is locked by someone else. etcd leaks the
 	// WAL lock of a start that fails after opening it (its initial
 	// corruption check, for one): this process can then never start etcd
@@ -74,11 +76,11 @@ func InspectData(lg *zap.Logger, dataDir string) DataInfo {
 	if _, err := os.Stat(dbPath(dataDir)); err != nil {
 		return corrupt("backend %s missing: %v", dbPath(dataDir), err)
 	}
-	idx, err := readConsistentIndex(dbPath(dataDir))
+	idx, rev, err := readBackend(dbPath(dataDir))
 	if err != nil {
 		return corrupt("backend %s unreadable: %v", dbPath(dataDir), err)
 	}
-	info.AppliedIndex = idx
+	info.AppliedIndex, info.Revision = idx, rev
 	return info
 }
 
@@ -129,9 +131,10 @@ func walLocked(dataDir string) bool {
 	return false
 }
 
-// readConsistentIndex opens the bbolt file read-only and reads etcd's
-// consistent index, the last applied raft index persisted in the backend.
-func readConsistentIndex(path string) (idx uint64, err error) {
+// readBackend opens the bbolt file read-only and reads etcd's consistent
+// index (the last applied raft index persisted in the backend) and the
+// newest revision in the key bucket.
+func readBackend(path string) (idx uint64, rev int64, err error) {
 	defer func() {
 		if r := recover(); r != nil { // bbolt panics on some corrupt pages
 			err = fmt.Errorf("bbolt panicked: %v", r)
@@ -139,7 +142,7 @@ func readConsistentIndex(path string) (idx uint64, err error) {
 	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer db.Close()
 	err = db.View(func(tx *bolt.Tx) error {
@@ -154,12 +157,16 @@ func readConsistentIndex(path string) (idx uint64, err error) {
 		idx = binary.BigEndian.Uint64(v)
 		// Walk the key bucket's pages: a corrupt page shows here rather
 		// than after etcd has started on it.
-		if kb := tx.Bucket([]byte("key")); kb != nil {
-			return kb.ForEach(func(_, _ []byte) error { return nil })
+		kb := tx.Bucket([]byte("key"))
+		if kb == nil {
+			return nil
 		}
-		return nil
+		if k, _ := kb.Cursor().Last(); len(k) >= 8 {
+			rev = int64(binary.BigEndian.Uint64(k[:8]))
+		}
+		return kb.ForEach(func(_, _ []byte) error { return nil })
 	})
-	return idx, err
+	return idx, rev, err
 }
 
 // moveAside renames dataDir to a sibling named after the time and reason,

@@ -2,10 +2,12 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 
@@ -79,6 +81,9 @@ func (r *Replica) observe(ctx context.Context) (plan.ReplicaObservation, error) 
 	}
 	o.Peers = r.observePeers(ctx, peers)
 	o.Cluster = r.observeCluster(ctx, peers, dir)
+	if o.Cluster.Reachable && o.Local.Data == plan.DataValid && !running && o.Local.Revision > 0 {
+		o.Cluster.CompactedPastLocal = r.compactedPast(ctx, peers, o.Local.Revision)
+	}
 	return o, nil
 }
 
@@ -134,6 +139,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		ClusterID:     info.ClusterID,
 		MemberID:      info.MemberID,
 		AppliedIndex:  info.AppliedIndex,
+		Revision:      info.Revision,
 		StartFailures: failures,
 		StartError:    lastErr,
 		DataLocked:    info.WALLocked,
@@ -229,4 +235,27 @@ func firstOf(ss []string) string {
 		return ""
 	}
 	return ss[0]
+}
+
+// compactedPast asks the live cluster whether it still has revision rev:
+// a read at a compacted revision fails with ErrCompacted. Any other answer
+// (or none) counts as not compacted, so that a flaky peer never makes a
+// replica throw its data away.
+func (r *Replica) compactedPast(ctx context.Context, peers []topology.Replica, rev int64) bool {
+	for _, p := range peers {
+		c, err := r.pool.Get(p.ClientURL)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err = c.Get(cctx, "\x00", clientv3.WithRev(rev), clientv3.WithCountOnly())
+		cancel()
+		switch {
+		case err == nil:
+			return false
+		case errors.Is(err, rpctypes.ErrCompacted):
+			return true
+		}
+	}
+	return false
 }

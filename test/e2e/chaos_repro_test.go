@@ -21,14 +21,10 @@ import (
 // revision, its own revision numbering — until the periodic check (5m) or
 // a restart catches it. The clients see non-linearizable answers.
 //
-// It fails until vetcd verifies such data before serving it (or moves it
-// aside); it runs only with VETCD_KNOWN_BUGS=1 so that `make test` stays
-// meaningful meanwhile. Kept as a reproduction for the fix, not a
-// loosened check: TestChaos still fails on it.
+// vetcd now looks before it restarts on such data: when the live cluster
+// has compacted past the data's revision, the replica rejoins with a fresh
+// copy instead (plan.ReplicaNext, CompactedPastLocal).
 func TestCorruptDataBehindCompaction(t *testing.T) {
-	if os.Getenv("VETCD_KNOWN_BUGS") == "" {
-		t.Skip("known bug: corrupt data behind the peers' compaction is served; run with VETCD_KNOWN_BUGS=1")
-	}
 	c, w := startRecoveryCluster(t, "")
 	w.waitAcked(200, time.Minute)
 	cli := c.client(2)
