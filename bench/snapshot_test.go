@@ -78,7 +78,7 @@ type snapResult struct {
 //
 // With BENCH_OUT set, it writes BENCH_OUT/snapshot.md for BENCHMARKS.md.
 //
-//	BENCH_OUT=bench/out go test -run '^$' -bench Snapshot -benchtime 1x -timeout 60m ./bench/
+//	BENCH_OUT=$PWD/bench/out go test -run '^$' -bench Snapshot -benchtime 1x -timeout 60m ./bench/
 func BenchmarkSnapshot(b *testing.B) {
 	mb := int64(1024)
 	if v := os.Getenv("BENCH_SNAPSHOT_MB"); v != "" {
@@ -219,7 +219,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		fmt.Fprintf(&sb, "`etcdutl` restore of the plain db with `--bump-revision 1000000000 --mark-compacted`; vetcd's restore path\n")
 		fmt.Fprintf(&sb, "(read the stored snapshot, decompress, verify size and sha256, then the same etcdutl restore). MB/s is the\n")
 		fmt.Fprintf(&sb, "plain db size over the median time. Plain gRPC on 127.0.0.1 for both (no TLS).\n\n")
-		fmt.Fprintf(&sb, "| | |\n|---|---|\n| Command | `BENCH_OUT=bench/out go test -run '^$' -bench Snapshot -benchtime 1x -timeout 60m ./bench/` (or `make -C bench snapshot`) |\n")
+		fmt.Fprintf(&sb, "| | |\n|---|---|\n| Command | `BENCH_OUT=$PWD/bench/out go test -run '^$' -bench Snapshot -benchtime 1x -timeout 60m ./bench/` (or `make -C bench snapshot`) |\n")
 		fmt.Fprintf(&sb, "| Machine | %d CPUs, %s |\n| Date | %s |\n\n", runtime.NumCPU(), runtime.GOARCH, time.Now().UTC().Format(time.RFC3339))
 		fmt.Fprintf(&sb, "| Operation | etcd | vetcd | Ratio vetcd/etcd | Target | Verdict |\n|---|---:|---:|---:|---:|---|\n")
 		fmt.Fprintf(&sb, "| create (MB/s) | %.0f | %.0f | %.2f | ≥ 0.9 | %s |\n", mbs(ce), mbs(cv), mbs(cv)/mbs(ce), verdict(mbs(cv)/mbs(ce)))
