@@ -86,3 +86,27 @@ func TestTickRecoveryInFlight(t *testing.T) {
 		t.Fatal("recovery still in flight after the replacement became a healthy voter")
 	}
 }
+
+func TestPassDue(t *testing.T) {
+	const interval = time.Second
+	tests := []struct {
+		name    string
+		elapsed time.Duration
+		busy    bool
+		changed bool
+		want    bool
+	}{
+		{"idle, within the interval", 300 * time.Millisecond, false, false, false},
+		{"idle, interval elapsed", interval, false, false, true},
+		{"membership changed: at once", 0, false, true, true},
+		{"join in flight: every poll step", pollStep, true, false, true},
+		{"join in flight, just passed", 50 * time.Millisecond, true, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := passDue(tt.elapsed, interval, tt.busy, tt.changed); got != tt.want {
+				t.Errorf("passDue(%v, %v, busy=%t, changed=%t) = %t, want %t", tt.elapsed, interval, tt.busy, tt.changed, got, tt.want)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 )
 
 // reconnect bounds gRPC's reconnect back-off. gRPC's default (1 s, growing
@@ -66,6 +67,12 @@ func (p *Pool) Get(endpoint string) (*clientv3.Client, error) {
 }
 
 // Status asks one endpoint for its status over the pooled connection.
+//
+// A connection that failed keeps failing fast with its last error until
+// gRPC reconnects, so a member that has just come back would be seen only
+// at the next poll. On a failure, Status therefore restarts the reconnect
+// at once and, if the connection comes up within reconnectWait, asks again.
+// A dead member costs a refused connect and at most reconnectWait.
 func (p *Pool) Status(ctx context.Context, endpoint string) (*pb.StatusResponse, error) {
 	c, err := p.Get(endpoint)
 	if err != nil {
@@ -74,13 +81,35 @@ func (p *Pool) Status(ctx context.Context, endpoint string) (*pb.StatusResponse,
 	conn := c.ActiveConnection()
 	resp, err := pb.NewMaintenanceClient(conn).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
-		// Try again on the next call rather than after the back-off: the
-		// caller polls on its own schedule, and a member that comes back
-		// should be seen at its first poll.
 		conn.ResetConnectBackoff()
-		return nil, fmt.Errorf("status of %s: %w", endpoint, err)
+		if !waitReady(ctx, conn, reconnectWait) {
+			return nil, fmt.Errorf("status of %s: %w", endpoint, err)
+		}
+		if resp, err = pb.NewMaintenanceClient(conn).Status(ctx, &pb.StatusRequest{}); err != nil {
+			return nil, fmt.Errorf("status of %s: %w", endpoint, err)
+		}
 	}
 	return resp, nil
+}
+
+// reconnectWait bounds how long Status waits for a failed connection to
+// come back before it reports the failure.
+const reconnectWait = 250 * time.Millisecond
+
+// waitReady waits up to d for conn to become ready.
+func waitReady(ctx context.Context, conn *grpc.ClientConn, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	conn.Connect()
+	for {
+		s := conn.GetState()
+		if s == connectivity.Ready {
+			return true
+		}
+		if !conn.WaitForStateChange(ctx, s) {
+			return false
+		}
+	}
 }
 
 // Close closes every client.

@@ -235,7 +235,7 @@ func retryTransient(ctx context.Context, lg *zap.Logger, what string, fn func(co
 		if !transient(err) || time.Now().After(deadline) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		lg.Debug("transient refusal; retrying", zap.String("call", what), zap.Error(err))
+		lg.Info("transient refusal; retrying", zap.String("call", what), zap.Error(err))
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
