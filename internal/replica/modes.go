@@ -124,7 +124,7 @@ func (r *Replica) join(ctx context.Context, c plan.Cluster) error {
 		if err := os.RemoveAll(r.cfg.DataDir); err != nil {
 			return fmt.Errorf("join: clean data dir: %w", err)
 		}
-		e, err := r.startEtcd(ctx, startSpec{initialCluster: initial, existing: true, waitReady: true})
+		e, err := r.startEtcd(ctx, startSpec{initialCluster: initial, existing: true, waitReady: true, watchPublish: true})
 		if err == nil {
 			r.setEtcd(e)
 			r.lg.Info("joined the cluster as a learner", zap.String("member-id", e.Server.MemberID().String()))
