@@ -247,6 +247,14 @@ func Next(o ClusterObservation) Action {
 	return idle(fp, "members match desired count %d", o.Desired)
 }
 
+// Heir is the member a replica that leaves on a scale-down hands its
+// leadership and its own removal to: the healthy, started, desired voter
+// with the lowest ordinal, the same member the controller prefers as
+// leader, so that leadership moves once rather than twice.
+func Heir(members []Member, desired int) (Member, bool) {
+	return lowestSurvivor(ClusterObservation{Members: members, Desired: desired}, 0)
+}
+
 // lowestSurvivor is the healthy, started, desired voter with the lowest
 // ordinal, other than exclude.
 func lowestSurvivor(o ClusterObservation, exclude uint64) (Member, bool) {

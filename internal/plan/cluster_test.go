@@ -298,3 +298,32 @@ func TestNextNeverBreaksQuorum(t *testing.T) {
 		}
 	}
 }
+
+func TestHeir(t *testing.T) {
+	tests := []struct {
+		name    string
+		desired int
+		members []Member
+		want    int // ordinal; -1: none
+	}{
+		{"lowest desired voter", 1, []Member{voter(0), voter(1), voter(2)}, 0},
+		{"ordinal 0 silent: next", 2, []Member{sick(voter(0)), voter(1), voter(2)}, 1},
+		{"never a surplus replica", 1, []Member{sick(voter(0)), voter(1), voter(2)}, -1},
+		{"never a learner", 2, []Member{learner(0), voter(1), voter(2)}, 1},
+		{"never an unstarted member", 2, []Member{unstarted(voter(0)), voter(1)}, 1},
+		{"nobody answers", 3, []Member{sick(voter(0)), sick(voter(1)), sick(voter(2))}, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := Heir(tt.members, tt.desired)
+			switch {
+			case tt.want < 0 && ok:
+				t.Errorf("Heir = %s, want none", got.Name)
+			case tt.want >= 0 && !ok:
+				t.Errorf("Heir = none, want ordinal %d", tt.want)
+			case tt.want >= 0 && got.Ordinal != tt.want:
+				t.Errorf("Heir = ordinal %d, want %d", got.Ordinal, tt.want)
+			}
+		})
+	}
+}

@@ -72,9 +72,7 @@ func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desi
 		return nil // already removed
 	}
 
-	// The heir: the lowest-ordinal desired voter that answers.
-	var heir plan.Member
-	found := false
+	// Who answers decides the heir (plan.Heir).
 	for i := range members {
 		m := &members[i]
 		if m.IsLearner || m.Ordinal == plan.NoOrdinal || m.Ordinal >= desired || clientURLs[m.ID] == "" {
@@ -88,10 +86,8 @@ func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desi
 		}
 		m.Healthy = true
 		m.AppliedIndex = st.GetRaftAppliedIndex()
-		if !found || m.Ordinal < heir.Ordinal {
-			heir, found = *m, true
-		}
 	}
+	heir, found := plan.Heir(members, desired)
 	if !found {
 		return errors.New("no desired voter answers; not leaving")
 	}
