@@ -36,7 +36,9 @@ type Topology interface {
 
 // Pool reaches members by client URL.
 type Pool interface {
-	Status(ctx context.Context, endpoint string) (Status, error)
+	// Status asks endpoint for the status of member id; an answer from
+	// another member (a new identity at the same URL) is an error.
+	Status(ctx context.Context, endpoint string, id uint64) (Status, error)
 	Defragment(ctx context.Context, endpoint string) error
 	API(endpoint string) (API, error)
 }
@@ -338,7 +340,7 @@ func (c *Controller) observe(ctx context.Context, e *embed.Etcd, api API) (plan.
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			if st, err := c.opts.Pool.Status(cctx, m.ClientURLs[0]); err == nil {
+			if st, err := c.opts.Pool.Status(cctx, m.ClientURLs[0], uint64(m.ID)); err == nil {
 				pm.Healthy = true
 				pm.AppliedIndex = st.GetRaftAppliedIndex()
 				pm.DBSize, pm.DBSizeInUse = st.GetDbSize(), st.GetDbSizeInUse()

@@ -6,6 +6,7 @@ package etcdclient
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -90,6 +91,27 @@ func (p *Pool) Status(ctx context.Context, endpoint string) (*pb.StatusResponse,
 		}
 	}
 	return resp, nil
+}
+
+// ErrOtherMember means an endpoint answered as another member than the one
+// asked about: the replica behind the URL has rejoined under a new member
+// ID, and the member asked about is gone.
+var ErrOtherMember = errors.New("answered as another member")
+
+// MemberStatus is Status for member id. A replica that rejoins keeps its
+// client URL and gets a new member ID, so between reading the member list
+// and asking the URL, the old member (dead) and the new one (a learner) can
+// be confused: an answer from another member is an error, not the health
+// of the member asked about.
+func (p *Pool) MemberStatus(ctx context.Context, endpoint string, id uint64) (*pb.StatusResponse, error) {
+	st, err := p.Status(ctx, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if got := st.GetHeader().GetMemberId(); got != id {
+		return nil, fmt.Errorf("status of %s: %w %x, not %x", endpoint, ErrOtherMember, got, id)
+	}
+	return st, nil
 }
 
 // reconnectWait bounds how long Status waits for a failed connection to

@@ -79,7 +79,7 @@ func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desi
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := r.pool.Status(cctx, clientURLs[m.ID])
+		st, err := r.pool.MemberStatus(cctx, clientURLs[m.ID], m.ID)
 		cancel()
 		if err != nil {
 			continue
@@ -179,7 +179,7 @@ func (r *Replica) removalGuard(ctx context.Context, s *etcdserver.EtcdServer, di
 			pm.Healthy = true
 		} else if len(m.ClientURLs) > 0 {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := r.pool.Status(cctx, m.ClientURLs[0])
+			_, err := r.pool.MemberStatus(cctx, m.ClientURLs[0], uint64(m.ID))
 			cancel()
 			pm.Healthy = err == nil
 		}

@@ -12,8 +12,8 @@ type controllerPool struct{ *etcdclient.Pool }
 
 var _ cluster.Pool = controllerPool{}
 
-func (p controllerPool) Status(ctx context.Context, endpoint string) (cluster.Status, error) {
-	return p.Pool.Status(ctx, endpoint)
+func (p controllerPool) Status(ctx context.Context, endpoint string, id uint64) (cluster.Status, error) {
+	return p.MemberStatus(ctx, endpoint, id)
 }
 
 func (p controllerPool) API(endpoint string) (cluster.API, error) {

@@ -165,7 +165,7 @@ func Get(ctx context.Context, endpoints []string, tlsConfig *tls.Config) (Cluste
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			st, err := pool.Status(cctx, row.ClientURL)
+			st, err := pool.MemberStatus(cctx, row.ClientURL, m.GetID())
 			if err != nil {
 				row.Error = shortError(err)
 				c.Members[i] = row
@@ -188,6 +188,8 @@ func shortError(err error) string {
 		return "no answer (timeout)"
 	case strings.Contains(msg, "connection refused"):
 		return "connection refused"
+	case errors.Is(err, etcdclient.ErrOtherMember):
+		return "its replica answers as a new member"
 	}
 	if len(msg) > 60 {
 		msg = msg[:57] + "..."
