@@ -9,7 +9,7 @@ STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 # Real servers the tests use (MinIO, a registry, helm, kube-apiserver): see hack/tools.
 export VETCD_TEST_BIN := $(abspath $(BIN)/test)
 
-.PHONY: all build test lint unit e2e chaos tools test-tools bench clean
+.PHONY: all build test lint unit e2e chaos chaos-record tools test-tools bench clean
 
 all: build
 
@@ -44,11 +44,26 @@ e2e: build test-tools
 ## Artifacts (timeline, summary; on a violation the porcupine visualization, history, logs) in chaos-artifacts/.
 CHAOS_DURATION ?= 30m
 CHAOS_TIMEOUT  ?= 4h
+# The commit under test: taken when make starts, before a long run.
+CHAOS_COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+export CHAOS_COMMIT
 chaos: build
-	@CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_ARTIFACTS=$(abspath chaos-artifacts) VETCD_BIN=$(abspath $(BIN)/vetcd) \
+	@mkdir -p chaos-artifacts && touch chaos-artifacts/.started; \
+	  CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_ARTIFACTS=$(abspath chaos-artifacts) VETCD_BIN=$(abspath $(BIN)/vetcd) \
 	  $(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v -run '^TestChaos$$' ./test/e2e/ 2>&1 | tee chaos.log \
 	  | grep --line-buffered -E '^(--- |PASS|FAIL|ok|panic|\s+chaos(_[a-z]+)?_test\.go:[0-9]+: (chaos|violation))'; \
-	  rc=$${PIPESTATUS[0]}; if [ $$rc -ne 0 ]; then echo "--- chaos failed; the last lines of chaos.log:"; tail -n 200 chaos.log; fi; exit $$rc
+	  rc=$${PIPESTATUS[0]}; if [ $$rc -ne 0 ]; then echo "--- chaos failed; the last lines of chaos.log:"; tail -n 200 chaos.log; fi; \
+	  $(MAKE) --no-print-directory chaos-record; exit $$rc
+
+## chaos-record: bench/out/chaos.md (the "Chaos" section of BENCHMARKS.md) from the summaries of
+## the runs since the last `make chaos` started.
+chaos-record:
+	@mkdir -p bench/out; out=bench/out/chaos.md; \
+	  { echo "## Chaos"; echo; \
+	    echo "\`make chaos\` with CHAOS_DURATION=$(CHAOS_DURATION)$${CHAOS_SEEDS:+ CHAOS_SEEDS=\"$$CHAOS_SEEDS\"}$${CHAOS_SEED:+ CHAOS_SEED=$$CHAOS_SEED}$${CHAOS_REPLICAS:+ CHAOS_REPLICAS=$$CHAOS_REPLICAS},"; \
+	    echo "repository at $(CHAOS_COMMIT), recorded $$(date -u '+%Y-%m-%d %H:%M UTC'). One summary per run (seed):"; echo; \
+	    for f in $$(find chaos-artifacts -name summary.txt -newer chaos-artifacts/.started | sort); do \
+	      echo '```'; cat "$$f"; echo '```'; echo; done; } > $$out; echo "wrote $$out"
 
 tools: $(STATICCHECK) test-tools
 

@@ -453,6 +453,7 @@ func render(in string) ([]byte, error) {
 	fragments := []struct{ file, title, make string }{
 		{"snapshot.md", "Snapshot create and restore", "make -C bench snapshot"},
 		{"migrate.md", "Migration from kine SQLite", "make -C bench migrate"},
+		{"chaos.md", "Chaos", "make chaos"},
 	}
 	for _, f := range fragments {
 		md, err := os.ReadFile(filepath.Join(in, f.file))
