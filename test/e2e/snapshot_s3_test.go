@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,27 +102,7 @@ func TestSnapshotS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, _ := snapshot.Keys{PassphraseFile: pass}.Identities()
-	for _, name := range []string{"plain", "secret"} {
-		mf, err := snapshot.ReadManifest(ctx, b, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc, _, err := b.Get(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := snapshot.Decode(rc, mf, snapshot.Decoding{Identities: ids})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, d)
-		d.Close()
-		rc.Close()
-		if err != nil || n != mf.Size {
-			t.Fatalf("decode %s: %d bytes, %v", name, n, err)
-		}
-	}
+	requireDecodes(ctx, t, b, snapshot.Keys{PassphraseFile: pass}, "plain", "secret")
 
 	// Bad input: named, exit 2, the bucket unchanged, no secret shown.
 	for _, bad := range []struct {

@@ -73,28 +73,7 @@ func TestSnapshotCreateListDelete(t *testing.T) {
 
 	// The stored bytes decode (with the key, for the encrypted one) to the
 	// db, verified against the manifest.
-	b := storage.NewFile(backups)
-	for _, name := range []string{"plain", "secret"} {
-		m, err := snapshot.ReadManifest(ctx, b, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids, _ := snapshot.Keys{PassphraseFile: pass}.Identities()
-		rc, _, err := b.Get(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := snapshot.Decode(rc, m, snapshot.Decoding{Identities: ids})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, d)
-		d.Close()
-		rc.Close()
-		if err != nil || n != m.Size {
-			t.Fatalf("decode %s: %d bytes, %v", name, n, err)
-		}
-	}
+	requireDecodes(ctx, t, storage.NewFile(backups), snapshot.Keys{PassphraseFile: pass}, "plain", "secret")
 
 	// Bad input: named, exit 2, nothing written.
 	for _, bad := range []struct {
@@ -291,5 +270,37 @@ func TestScheduledSnapshotsAndRetention(t *testing.T) {
 	out, err := vetcd(t, 30*time.Second, "status", "--dir", dir)
 	if err != nil || !strings.Contains(out, "last snapshot: file://") {
 		t.Fatalf("vetcd status does not show the last snapshot: %v\n%s", err, out)
+	}
+}
+
+// requireDecodes reads each named snapshot from b and decodes it (with
+// keys, for the encrypted ones) to the end: size and sha256 must match its
+// manifest.
+func requireDecodes(ctx context.Context, t *testing.T, b storage.Backend, keys snapshot.Keys, names ...string) {
+	t.Helper()
+	ids, err := keys.Identities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		m, err := snapshot.ReadManifest(ctx, b, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _, err := b.Get(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := snapshot.Decode(rc, m, snapshot.Decoding{Identities: ids})
+		if err != nil {
+			rc.Close()
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, d)
+		d.Close()
+		rc.Close()
+		if err != nil || n != m.Size {
+			t.Fatalf("decode %s: %d bytes (manifest %d), %v", name, n, m.Size, err)
+		}
 	}
 }
