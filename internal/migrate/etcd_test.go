@@ -109,97 +109,6 @@ func newTestClient(t *testing.T, ep string) *clientv3.Client {
 	return cli
 }
 
-// ack is an acknowledged write: the key's value and mod revision after it
-// (deleted: the key is gone).
-type ack struct {
-	value   string
-	rev     int64
-	deleted bool
-}
-
-// writer keeps writing to the source (puts, overwrites, deletes, a key on
-// a lease) and logs every acknowledged write.
-type writer struct {
-	mu   sync.Mutex
-	acks map[string]ack
-	n    int
-	stop chan struct{}
-	done chan struct{}
-	err  error
-}
-
-func startWriter(t *testing.T, cli *clientv3.Client) *writer {
-	w := &writer{acks: map[string]ack{}, stop: make(chan struct{}), done: make(chan struct{})}
-	lease, err := cli.Grant(t.Context(), 60)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(w.done)
-		for i := 0; ; i++ {
-			select {
-			case <-w.stop:
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			key := fmt.Sprintf("/registry/w/%04d", i%300)
-			var rev int64
-			a := ack{value: fmt.Sprintf("v%d", i)}
-			switch {
-			case i%7 == 3:
-				var resp *clientv3.DeleteResponse
-				resp, err = cli.Delete(ctx, key)
-				if err == nil {
-					rev, a.deleted = resp.Header.Revision, true
-				}
-			case i%11 == 5:
-				if i%4 == 0 { // now and then a lease granted during the migration
-					var l *clientv3.LeaseGrantResponse
-					if l, err = cli.Grant(ctx, 60); err != nil {
-						break
-					}
-					lease = l
-				}
-				var resp *clientv3.PutResponse
-				resp, err = cli.Put(ctx, key, a.value, clientv3.WithLease(lease.ID))
-				if err == nil {
-					rev = resp.Header.Revision
-				}
-			default:
-				var resp *clientv3.PutResponse
-				resp, err = cli.Put(ctx, key, a.value)
-				if err == nil {
-					rev = resp.Header.Revision
-				}
-			}
-			cancel()
-			if err != nil {
-				w.err = err
-				return
-			}
-			a.rev = rev
-			w.mu.Lock()
-			w.acks[key] = a
-			w.n++
-			w.mu.Unlock()
-		}
-	}()
-	t.Cleanup(w.halt)
-	return w
-}
-
-func (w *writer) count() int { w.mu.Lock(); defer w.mu.Unlock(); return w.n }
-
-func (w *writer) halt() {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
-}
-
 // preload writes n keys with some history before the migration.
 func preload(t *testing.T, cli *clientv3.Client, n int) {
 	t.Helper()
@@ -227,16 +136,14 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	preload(t, src.cli, 2000)
-	w := startWriter(t, src.cli)
+	w := testtools.StartWriter(t, src.cli, testtools.WriterOptions{Keys: 300, DeleteEvery: 7, LeaseEvery: 11})
 
 	st, err := CheckSource(ctx, src.cli, version.Version)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("source %s at revision %d", st[0].Version, st[0].Revision)
-	for w.count() < 50 { // the snapshot starts while writes flow
-		time.Sleep(10 * time.Millisecond)
-	}
+	w.WaitCount(t, 50, time.Minute) // the snapshot starts while writes flow
 	db := filepath.Join(t.TempDir(), "source.db")
 	snapRev, err := SaveSnapshot(ctx, lg, src.cli, db)
 	if err != nil {
@@ -279,7 +186,7 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 			}
 		}
 	})
-	before := w.count()
+	before := w.Count()
 	// A lease with 1000 keys revoked while vetcd follows: one source
 	// revision deleting them all, as when a lease of Kubernetes Events
 	// expires.
@@ -295,13 +202,8 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 	if _, err := src.cli.Revoke(ctx, events.ID); err != nil {
 		t.Fatal(err)
 	}
-	for w.count() < before+300 { // writes keep flowing while vetcd follows
-		time.Sleep(10 * time.Millisecond)
-	}
-	w.halt()
-	if w.err != nil {
-		t.Fatalf("writer: %v", w.err)
-	}
+	w.WaitCount(t, before+300, time.Minute) // writes keep flowing while vetcd follows
+	w.Halt()
 	final, err := src.cli.Get(ctx, "/registry/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
@@ -356,22 +258,20 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 			t.Fatalf("key %s: target %+v, source %+v", s.Key, d, s)
 		}
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	afterSnap := 0
-	for key, a := range w.acks {
-		if a.rev > snapRev {
+	for key, a := range w.Acks() {
+		if a.Revision > snapRev {
 			afterSnap++
 		}
 		i, ok := byKey[key]
 		switch {
-		case a.deleted && ok:
-			t.Fatalf("acknowledged delete of %s at %d: key present on the target", key, a.rev)
-		case a.deleted:
+		case a.Deleted && ok:
+			t.Fatalf("acknowledged delete of %s at %d: key present on the target", key, a.Revision)
+		case a.Deleted:
 		case !ok:
-			t.Fatalf("acknowledged write %s=%s at %d missing on the target", key, a.value, a.rev)
-		case string(got.Kvs[i].Value) != a.value || got.Kvs[i].ModRevision != a.rev:
-			t.Fatalf("acknowledged write %s=%s at %d: target has %s at %d", key, a.value, a.rev, got.Kvs[i].Value, got.Kvs[i].ModRevision)
+			t.Fatalf("acknowledged write %s=%s at %d missing on the target", key, a.Value, a.Revision)
+		case string(got.Kvs[i].Value) != a.Value || got.Kvs[i].ModRevision != a.Revision:
+			t.Fatalf("acknowledged write %s=%s at %d: target has %s at %d", key, a.Value, a.Revision, got.Kvs[i].Value, got.Kvs[i].ModRevision)
 		}
 	}
 	if afterSnap == 0 {
@@ -382,7 +282,7 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 		t.Fatalf("marker %+v ok %t err %v, want following at %d", m, ok, err, srcRev)
 	}
 	t.Logf("snapshot at %d, %d keys copied, caught up to %d (%d acknowledged writes, %d of their keys last written after the snapshot)",
-		snapRev, len(got.Kvs), srcRev, w.n, afterSnap)
+		snapRev, len(got.Kvs), srcRev, w.Count(), afterSnap)
 
 	// A write of the target's own is the cut-over: following stops with
 	// ErrDiverged instead of copying source revisions at the wrong place.

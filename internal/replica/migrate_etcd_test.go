@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,69 +23,6 @@ import (
 	"github.com/vetcd/vetcd/internal/testtools"
 	"github.com/vetcd/vetcd/internal/topology"
 )
-
-// sourceWriter keeps writing to the deployed etcd and logs every
-// acknowledged write: key -> value and mod revision ("" value: deleted).
-type sourceWriter struct {
-	mu   sync.Mutex
-	acks map[string][2]string
-	n    int
-	err  error
-	stop chan struct{}
-	done chan struct{}
-}
-
-func startSourceWriter(t *testing.T, cli *clientv3.Client) *sourceWriter {
-	w := &sourceWriter{acks: map[string][2]string{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		for i := 0; ; i++ {
-			select {
-			case <-w.stop:
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			key := fmt.Sprintf("/registry/w/%03d", i%200)
-			var rev int64
-			val := fmt.Sprint("v", i)
-			if i%9 == 4 {
-				resp, err := cli.Delete(ctx, key)
-				w.err, val = err, ""
-				if err == nil {
-					rev = resp.Header.Revision
-				}
-			} else {
-				resp, err := cli.Put(ctx, key, val)
-				w.err = err
-				if err == nil {
-					rev = resp.Header.Revision
-				}
-			}
-			cancel()
-			if w.err != nil {
-				return
-			}
-			w.mu.Lock()
-			w.acks[key] = [2]string{val, fmt.Sprint(rev)}
-			w.n++
-			w.mu.Unlock()
-		}
-	}()
-	t.Cleanup(w.halt)
-	return w
-}
-
-func (w *sourceWriter) count() int { w.mu.Lock(); defer w.mu.Unlock(); return w.n }
-
-func (w *sourceWriter) halt() {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
-}
 
 // embedSource runs a deployed etcd 3.7 in this process.
 func embedSource(t *testing.T) (string, *clientv3.Client) {
@@ -148,7 +84,7 @@ func TestFoundFromDeployedEtcd(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			w := startSourceWriter(t, src)
+			w := testtools.StartWriter(t, src, testtools.WriterOptions{Keys: 200, DeleteEvery: 9})
 			dir := t.TempDir()
 			tr := newTestReplica(t, dir, func(c *config.Config) {
 				c.MigrateFromDeployedEtcd = true
@@ -170,14 +106,8 @@ func TestFoundFromDeployedEtcd(t *testing.T) {
 			if _, err := src.Revoke(ctx, events.ID); err != nil {
 				t.Fatal(err)
 			}
-			before := w.count()
-			for w.count() < before+300 {
-				time.Sleep(10 * time.Millisecond)
-			}
-			w.halt()
-			if w.err != nil {
-				t.Fatal(w.err)
-			}
+			w.WaitCount(t, w.Count()+300, time.Minute)
+			w.Halt()
 			final, err := src.Get(ctx, "/registry/", clientv3.WithPrefix())
 			if err != nil {
 				t.Fatal(err)
@@ -206,17 +136,15 @@ func TestFoundFromDeployedEtcd(t *testing.T) {
 				}
 				byKey[string(s.Key)] = i
 			}
-			w.mu.Lock()
-			for key, a := range w.acks {
+			for key, a := range w.Acks() {
 				i, ok := byKey[key]
 				switch {
-				case a[0] == "" && ok:
-					t.Fatalf("acknowledged delete of %s at %s: present in vetcd", key, a[1])
-				case a[0] != "" && (!ok || string(got.Kvs[i].Value) != a[0] || fmt.Sprint(got.Kvs[i].ModRevision) != a[1]):
-					t.Fatalf("acknowledged write %s=%s at %s not in vetcd as written", key, a[0], a[1])
+				case a.Deleted && ok:
+					t.Fatalf("acknowledged delete of %s at %d: present in vetcd", key, a.Revision)
+				case !a.Deleted && (!ok || string(got.Kvs[i].Value) != a.Value || got.Kvs[i].ModRevision != a.Revision):
+					t.Fatalf("acknowledged write %s=%s at %d not in vetcd as written", key, a.Value, a.Revision)
 				}
 			}
-			w.mu.Unlock()
 			st, ok, err := tr.r.markers.readFollow()
 			if err != nil || !ok || st.Done || st.SnapshotRevision >= final.Header.Revision {
 				t.Fatalf("follow state %+v ok %t err %v", st, ok, err)
