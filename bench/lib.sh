@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# lib.sh — helpers shared by steady.sh and recovery.sh (sourced, not run).
+# lib.sh — helpers shared by steady.sh, recovery.sh and membership.sh
+# (sourced, not run).
 #
-# The caller defines log and die, and sets WORK to its temp dir before it
-# calls ours.
+# The caller defines log, and sets BIN, PKI, VETCD and VDIR, and WORK (its
+# temp dir) before it calls ours.
 
 # nap SECONDS: sleep; a sleep killed from outside (another user's broad
 # kill) does not end the run under set -e. A signal to the script itself
@@ -105,4 +106,62 @@ record_machine() {
 	"$1" mem_kib "$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
 	"$1" kernel "$(uname -sr)"
 	"$1" go "$(go version 2>/dev/null | awk '{print $3}' || echo unknown)"
+}
+
+die() { log "ERROR: $*"; exit 1; }
+
+# ctl ENDPOINTS ARGS...: etcdctl as the admin client.
+ctl() {
+	local eps=$1
+	shift
+	timeout 20 "$BIN/etcdctl" --endpoints="$eps" --cacert="$PKI/ca.crt" --cert="$PKI/client.crt" \
+		--key="$PKI/client.key" --dial-timeout=3s --command-timeout=15s "$@"
+}
+
+# vstatus: the local vetcd cluster as `vetcd status -o json` sees it.
+vstatus() { timeout 20 "$VETCD" status --dir "$VDIR" -o json --timeout 5s 2>/dev/null; }
+
+# replica_pids: the pids of the local vetcd cluster's replica processes.
+replica_pids() {
+	local d
+	[[ -n $VDIR ]] || return 0
+	for d in "$VDIR"/vetcd-*; do
+		[[ -s $d/pid ]] && cat "$d/pid"
+	done
+}
+
+# keys_of ENDPOINT: how many keys the member holds (a serializable count).
+keys_of() {
+	ctl "$1" get "" --prefix --count-only --consistency=s -w fields 2>/dev/null | awk -F' : ' '/^"Count"/ {print $2}'
+}
+
+# same_keys EP1 EP2: wait up to 30 s until both members hold the same,
+# non-zero number of keys. Sets KEYS (the count, or "A/B" when they differ).
+# shellcheck disable=SC2034 # KEYS is the caller's
+same_keys() {
+	local deadline=$((SECONDS + 30)) a b
+	while ((SECONDS < deadline)); do
+		a=$(keys_of "$1") b=$(keys_of "$2")
+		[[ -n $a && $a == "$b" && $a != 0 ]] && { KEYS=$a; return 0; }
+		nap 0.5
+	done
+	KEYS="$a/$b"
+	return 1
+}
+
+# median NUMBERS...: their median with two decimals ("NA" for none).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+# sub A B: A - B with two decimals.
+sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a - b}'; }
+
+# size_bytes SIZE: 10MB, 1GB (MiB, GiB) in bytes; fails on anything else.
+size_bytes() {
+	case $1 in
+	[1-9]*MB) echo $((${1%MB} * 1024 * 1024)) ;;
+	[1-9]*GB) echo $((${1%GB} * 1024 * 1024 * 1024)) ;;
+	*) return 1 ;;
+	esac
 }

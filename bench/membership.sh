@@ -79,7 +79,6 @@ QUOTA=8589934592
 SETTLE=3
 
 log() { printf '%s membership: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
@@ -96,12 +95,6 @@ for s in $SIZES; do
 done
 [[ $SCALE_REPEATS =~ ^[1-9][0-9]*$ && $REPEATS =~ ^[1-9][0-9]*$ ]] || die "SCALE_REPEATS and REPEATS must be at least 1"
 
-size_bytes() {
-	case $1 in
-	*MB) echo $((${1%MB} * 1024 * 1024)) ;;
-	*GB) echo $((${1%GB} * 1024 * 1024 * 1024)) ;;
-	esac
-}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vetcd-membership.XXXXXX")
 UP_PID=""
@@ -115,20 +108,8 @@ TRICKLE_RATE=${TRICKLE_RATE:-10}
 
 # ---- time: wall clock, as the writer logs it -------------------------------
 now() { echo "$EPOCHREALTIME"; }
-sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a - b}'; }
-median() {
-	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
 
 # ---- processes ---------------------------------------------------------------
-replica_pids() {
-	local d
-	[[ -n $VDIR ]] || return 0
-	for d in "$VDIR"/vetcd-*; do
-		[[ -s $d/pid ]] && cat "$d/pid"
-	done
-	return 0
-}
 
 stop_writer() {
 	if [[ -n $WRITER_PID ]] && alive "$WRITER_PID"; then
@@ -213,13 +194,6 @@ row() {
 }
 
 # ---- clusters ------------------------------------------------------------------
-ctl() {
-	local eps=$1
-	shift
-	timeout 20 "$BIN/etcdctl" --endpoints="$eps" --cacert="$PKI/ca.crt" --cert="$PKI/client.crt" \
-		--key="$PKI/client.key" --dial-timeout=3s --command-timeout=15s "$@"
-}
-vstatus() { timeout 20 "$VETCD" status --dir "$VDIR" -o json --timeout 5s 2>/dev/null; }
 # voters N: true once `vetcd status` shows exactly N members, all healthy
 # voters, one of them the leader.
 voters() {
@@ -315,20 +289,6 @@ db_of() {
 	ctl "$1" endpoint status -w json 2>/dev/null |
 		jq -r '[.[] | select(.Status.leader == .Status.header.member_id)][0].Status.dbSize'
 }
-keys_of() {
-	ctl "$1" get "" --prefix --count-only --consistency=s -w fields 2>/dev/null | awk -F' : ' '/^"Count"/ {print $2}'
-}
-# same_keys EP_A EP_B: true once both hold the same number of keys (30 s).
-same_keys() {
-	local deadline=$((SECONDS + 30)) a b
-	while ((SECONDS < deadline)); do
-		a=$(keys_of "$1") b=$(keys_of "$2")
-		[[ -n $a && $a == "$b" && $a != 0 ]] && return 0
-		nap 0.5
-	done
-	return 1
-}
-
 # start_trickle EPS: the light write load of recovery.sh (TRICKLE_RATE puts
 # a second to one key) while members join. Without it stock etcd 3.7.3 can
 # leave a joiner that received a snapshot refusing its own "publish member"
@@ -391,11 +351,19 @@ writer_run() {
 # ---- scale-up ------------------------------------------------------------------
 # etcd_join I: the floor for one member: add I as a learner, start it with
 # an empty data dir, wait until it has applied what the voters had applied,
-# promote it.
+# promote it. Right after a member was removed etcd refuses a member add
+# for a moment ("unhealthy cluster": its peers' connection times are
+# fresh); that refusal is retried for up to 30 s.
 etcd_join() {
 	local i=$1 out id ic deadline st eps
 	eps=$(etcd_eps)
-	out=$(ctl "$eps" member add "etcd-$i" --learner --peer-urls="$(purl "$i")") || die "member add failed: $out"
+	deadline=$((SECONDS + 30))
+	until out=$(ctl "$eps" member add "etcd-$i" --learner --peer-urls="$(purl "$i")" 2>&1); do
+		if [[ $out != *"unhealthy cluster"* ]] || ((SECONDS >= deadline)); then
+			die "member add failed: $out"
+		fi
+		nap 0.5
+	done
 	id=$(sed -n 's/^Member  *\([0-9a-f]*\) added.*/\1/p' <<<"$out")
 	ic=$(sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p' <<<"$out")
 	[[ -n $id && -n $ic ]] || die "cannot read member add's answer: $out"

@@ -93,7 +93,6 @@ LEARNER_STUCK_AFTER=5m
 SETTLE=5
 
 log() { printf '%s recovery: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 HZ=$(getconf CLK_TCK)
 # shellcheck source=lib.sh
@@ -105,14 +104,6 @@ done
 command -v jq >/dev/null || die "jq is needed"
 ((REPEATS >= 1 && FLOOR_RUNS >= 1)) || die "REPEATS and FLOOR_RUNS must be at least 1"
 
-# size_bytes 10MB|1GB: the size in bytes (MB = MiB, GB = GiB).
-size_bytes() {
-	case $1 in
-	[1-9]*MB) echo $((${1%MB} * 1024 * 1024)) ;;
-	[1-9]*GB) echo $((${1%GB} * 1024 * 1024 * 1024)) ;;
-	*) return 1 ;;
-	esac
-}
 for s in $SIZES; do
 	[[ $s =~ ^[1-9][0-9]*[MG]B$ ]] || die "bad size $s in SIZES (want e.g. 10MB or 1GB)"
 done
@@ -145,12 +136,6 @@ pstart() {
 log_time() {
 	awk -v e="$(date -d "$1" +%s.%N)" -v o="$OFFSET" 'BEGIN {printf "%.3f", e - o}'
 }
-# sub A B: A - B, two decimals.
-sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a - b}'; }
-# median X...: the median of the numbers.
-median() {
-	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
 # go_seconds DURATION: a Go duration string ("1.5s", "850ms") in seconds.
 go_seconds() {
 	awk -v d="$1" 'BEGIN {
@@ -164,14 +149,6 @@ go_seconds() {
 }
 
 # ---- processes ---------------------------------------------------------------
-replica_pids() {
-	local i
-	[[ -n $VDIR ]] || return 0
-	for i in 0 1 2; do
-		[[ -s $VDIR/vetcd-$i/pid ]] && cat "$VDIR/vetcd-$i/pid"
-	done
-	return 0
-}
 
 # stop_clusters: stop everything the current size started.
 stop_clusters() {
@@ -253,15 +230,6 @@ row() { # row FIELD...: one line of recovery.tsv
 }
 
 # ---- clusters ------------------------------------------------------------------
-ctl() { # ctl ENDPOINTS ARGS...: etcdctl as the admin client
-	local eps=$1
-	shift
-	timeout 20 "$BIN/etcdctl" --endpoints="$eps" --cacert="$PKI/ca.crt" --cert="$PKI/client.crt" \
-		--key="$PKI/client.key" --dial-timeout=3s --command-timeout=15s "$@"
-}
-vstatus() { # the cluster as `vetcd status -o json` sees it
-	timeout 20 "$VETCD" status --dir "$VDIR" -o json --timeout 5s 2>/dev/null
-}
 
 # start_clusters: both clusters of this size, ready.
 start_clusters() {
@@ -388,24 +356,6 @@ check_trickle() {
 db_of() {
 	ctl "$1" endpoint status -w json 2>/dev/null |
 		jq -r '[.[] | select(.Status.leader == .Status.header.member_id)][0].Status | "\(.dbSize)\t\(.dbSizeInUse)"'
-}
-
-# keys_of EP: how many keys EP holds, read from EP alone (serializable).
-keys_of() {
-	ctl "$1" get "" --prefix --count-only --consistency=s -w fields 2>/dev/null | awk -F' : ' '/^"Count"/ {print $2}'
-}
-
-# same_keys EP_A EP_B: true once both hold the same number of keys
-# (within 30 s); sets KEYS to it.
-same_keys() {
-	local deadline=$((SECONDS + 30)) a b
-	while ((SECONDS < deadline)); do
-		a=$(keys_of "$1") b=$(keys_of "$2")
-		[[ -n $a && $a == "$b" && $a != 0 ]] && { KEYS=$a; return 0; }
-		nap 0.5
-	done
-	KEYS="$a/$b"
-	return 1
 }
 
 # snapshot_of LOG START: from the joiner's log lines, the received

@@ -56,7 +56,6 @@ SYSTEMS=(vetcd etcd)
 RUN_DEADLINE=300
 
 log() { printf '%s steady: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 HZ=$(getconf CLK_TCK)
 # shellcheck source=lib.sh
@@ -196,12 +195,6 @@ for i in 0 1 2; do
 	ETCD_PIDS+=($!)
 done
 
-ctl() { # ctl ENDPOINTS ARGS...: etcdctl as the admin client
-	local eps=$1
-	shift
-	timeout 20 "$BIN/etcdctl" --endpoints="$eps" --cacert="$PKI/ca.crt" --cert="$PKI/client.crt" \
-		--key="$PKI/client.key" --dial-timeout=3s --command-timeout=10s "$@"
-}
 
 deadline=$((SECONDS + 120))
 until grep -q "cluster is ready" "$WORK/up.out"; do
