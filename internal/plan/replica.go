@@ -119,6 +119,8 @@ type Local struct {
 	AppliedIndex uint64
 	// Revision is the newest revision in the data (etcd down only).
 	Revision int64
+	// CompactRevision is the data's last compaction (etcd down only).
+	CompactRevision int64
 	// RebuiltFrom is the Fingerprint of the member list this member was
 	// already force-rebuilt from ("" if never): a rebuild happens once.
 	RebuiltFrom string
@@ -159,10 +161,14 @@ type Cluster struct {
 	Reachable bool
 	ClusterID uint64
 	Members   []Member
-	// CompactedPastLocal means the cluster has compacted past the revision
-	// of this replica's data. It is looked up only for valid data that
-	// etcd does not run on.
-	CompactedPastLocal bool
+	// Unverifiable says why etcd's start-up corruption check could not
+	// compare this replica's data with any peer's ("" if it can, or if
+	// that could not be found out). etcd compares hashes at the data's
+	// revision only with a peer that still has that revision and has
+	// compacted to the same revision; otherwise its check passes without
+	// comparing, and damaged data would be served. It is looked up only
+	// for valid data that etcd does not run on.
+	Unverifiable string
 }
 
 // ReplicaObservation is everything ReplicaNext decides on.
@@ -248,14 +254,13 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 				return decide(Rejoin, "member %x was removed from the cluster", o.Local.MemberID)
 			}
 		}
-		if c.Reachable && c.CompactedPastLocal && !o.Local.Running {
-			// etcd's start-up corruption check compares hashes at the
-			// local revision; the peers no longer have it, so the check
-			// passes without comparing and damaged data would be served.
+		if c.Reachable && c.Unverifiable != "" && !o.Local.Running {
+			// etcd's start-up corruption check would pass without
+			// comparing anything, and damaged data would be served.
 			if surplus {
-				return decide(Wait, "data at revision %d is behind the cluster's compaction and cannot be verified; surplus replica, not rejoining", o.Local.Revision)
+				return decide(Wait, "data at revision %d cannot be verified (%s); surplus replica, not rejoining", o.Local.Revision, c.Unverifiable)
 			}
-			return decide(Rejoin, "data at revision %d is behind the cluster's compaction: etcd's start-up check cannot verify it against the peers, so it is replaced by a fresh copy", o.Local.Revision)
+			return decide(Rejoin, "data at revision %d cannot be verified by etcd's start-up check (%s), so it is replaced by a fresh copy", o.Local.Revision, c.Unverifiable)
 		}
 		if !o.Local.Running && (o.Local.DataLocked || o.Local.StartFailures >= MaxStartFailures) {
 			switch {

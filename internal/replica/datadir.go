@@ -33,6 +33,9 @@ type DataInfo struct {
 	AppliedIndex uint64
 	// Revision is the newest revision in the backend's key bucket.
 	Revision int64
+	// CompactRevision is the revision the backend was last compacted to
+	// (0 if never).
+	CompactRevision int64
 	// WALLocked means a WAL file is locked by someone else. etcd leaks the
 	// WAL lock of a start that fails after opening it (its initial
 	// corruption check, for one): this process can then never start etcd
@@ -76,11 +79,11 @@ func InspectData(lg *zap.Logger, dataDir string) DataInfo {
 	if _, err := os.Stat(dbPath(dataDir)); err != nil {
 		return corrupt("backend %s missing: %v", dbPath(dataDir), err)
 	}
-	idx, rev, err := readBackend(dbPath(dataDir))
+	b, err := readBackend(dbPath(dataDir))
 	if err != nil {
 		return corrupt("backend %s unreadable: %v", dbPath(dataDir), err)
 	}
-	info.AppliedIndex, info.Revision = idx, rev
+	info.AppliedIndex, info.Revision, info.CompactRevision = b.index, b.revision, b.compacted
 	return info
 }
 
@@ -134,7 +137,14 @@ func walLocked(dataDir string) bool {
 // readBackend opens the bbolt file read-only and reads etcd's consistent
 // index (the last applied raft index persisted in the backend) and the
 // newest revision in the key bucket.
-func readBackend(path string) (idx uint64, rev int64, err error) {
+// backendInfo is what readBackend finds in a member's db.
+type backendInfo struct {
+	index     uint64 // consistent index
+	revision  int64  // newest revision in the key bucket
+	compacted int64  // finished compaction revision (0: never)
+}
+
+func readBackend(path string) (info backendInfo, err error) {
 	defer func() {
 		if r := recover(); r != nil { // bbolt panics on some corrupt pages
 			err = fmt.Errorf("bbolt panicked: %v", r)
@@ -142,7 +152,7 @@ func readBackend(path string) (idx uint64, rev int64, err error) {
 	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if err != nil {
-		return 0, 0, err
+		return info, err
 	}
 	defer db.Close()
 	err = db.View(func(tx *bolt.Tx) error {
@@ -154,7 +164,12 @@ func readBackend(path string) (idx uint64, rev int64, err error) {
 		if len(v) != 8 {
 			return errors.New("no consistent index")
 		}
-		idx = binary.BigEndian.Uint64(v)
+		info.index = binary.BigEndian.Uint64(v)
+		// etcd stores the compaction as a revision key: 8 bytes of main
+		// revision, '_', 8 bytes of sub revision.
+		if v := b.Get([]byte("finishedCompactRev")); len(v) >= 8 {
+			info.compacted = int64(binary.BigEndian.Uint64(v[:8]))
+		}
 		// Walk the key bucket's pages: a corrupt page shows here rather
 		// than after etcd has started on it.
 		kb := tx.Bucket([]byte("key"))
@@ -162,11 +177,11 @@ func readBackend(path string) (idx uint64, rev int64, err error) {
 			return nil
 		}
 		if k, _ := kb.Cursor().Last(); len(k) >= 8 {
-			rev = int64(binary.BigEndian.Uint64(k[:8]))
+			info.revision = int64(binary.BigEndian.Uint64(k[:8]))
 		}
 		return kb.ForEach(func(_, _ []byte) error { return nil })
 	})
-	return idx, rev, err
+	return info, err
 }
 
 // moveAside renames dataDir to a sibling named after the time and reason,

@@ -3,7 +3,9 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,7 +84,7 @@ func (r *Replica) observe(ctx context.Context) (plan.ReplicaObservation, error) 
 	o.Peers = r.observePeers(ctx, peers)
 	o.Cluster = r.observeCluster(ctx, peers, dir)
 	if o.Cluster.Reachable && o.Local.Data == plan.DataValid && !running && o.Local.Revision > 0 {
-		o.Cluster.CompactedPastLocal = r.compactedPast(ctx, peers, o.Local.Revision)
+		o.Cluster.Unverifiable = r.unverifiable(ctx, peers, o.Local.Revision, o.Local.CompactRevision)
 	}
 	return o, nil
 }
@@ -134,16 +136,17 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 	failures, lastErr := r.startFailures, r.startError
 	r.mu.Unlock()
 	return plan.Local{
-		Data:          info.State,
-		DataProblem:   info.Problem,
-		ClusterID:     info.ClusterID,
-		MemberID:      info.MemberID,
-		AppliedIndex:  info.AppliedIndex,
-		Revision:      info.Revision,
-		StartFailures: failures,
-		StartError:    lastErr,
-		DataLocked:    info.WALLocked,
-		Storage:       r.observeStorage(info),
+		Data:            info.State,
+		DataProblem:     info.Problem,
+		ClusterID:       info.ClusterID,
+		MemberID:        info.MemberID,
+		AppliedIndex:    info.AppliedIndex,
+		Revision:        info.Revision,
+		CompactRevision: info.CompactRevision,
+		StartFailures:   failures,
+		StartError:      lastErr,
+		DataLocked:      info.WALLocked,
+		Storage:         r.observeStorage(info),
 	}
 }
 
@@ -237,25 +240,32 @@ func firstOf(ss []string) string {
 	return ss[0]
 }
 
-// compactedPast asks the live cluster whether it still has revision rev:
-// a read at a compacted revision fails with ErrCompacted. Any other answer
-// (or none) counts as not compacted, so that a flaky peer never makes a
-// replica throw its data away.
-func (r *Replica) compactedPast(ctx context.Context, peers []topology.Replica, rev int64) bool {
+// unverifiable asks the peers what etcd's start-up corruption check will
+// ask them: the hash of their data at revision rev. etcd compares that
+// hash with its own only when a peer answers over the same compaction;
+// otherwise the check passes without comparing. It returns why no peer
+// could be compared, or "" when one can, or when no peer gave a definite
+// answer (a flaky peer must never make a replica throw its data away).
+func (r *Replica) unverifiable(ctx context.Context, peers []topology.Replica, rev, compacted int64) string {
+	var why []string
 	for _, p := range peers {
 		c, err := r.pool.Get(p.ClientURL)
 		if err != nil {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err = c.Get(cctx, "\x00", clientv3.WithRev(rev), clientv3.WithCountOnly())
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		h, err := c.HashKV(cctx, p.ClientURL, rev)
 		cancel()
 		switch {
+		case err == nil && h.CompactRevision == compacted:
+			return ""
 		case err == nil:
-			return false
+			why = append(why, fmt.Sprintf("%s compacted to revision %d, this data to %d", p.Name, h.CompactRevision, compacted))
 		case errors.Is(err, rpctypes.ErrCompacted):
-			return true
+			why = append(why, fmt.Sprintf("%s has compacted past revision %d", p.Name, rev))
+		case errors.Is(err, rpctypes.ErrFutureRev):
+			why = append(why, fmt.Sprintf("%s has not reached revision %d", p.Name, rev))
 		}
 	}
-	return false
+	return strings.Join(why, "; ")
 }

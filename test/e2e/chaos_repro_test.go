@@ -12,29 +12,68 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// TestCorruptDataBehindCompaction reproduces a finding of the chaos suite
-// (seed 20250701, 7m into a 30m run): a replica restarted on a corrupted db
-// whose revision the peers have already compacted passes etcd's initial
-// corruption check ("cannot fetch hash from remote peer; local member is
-// behind" ... "initial corruption checking passed") and serves the
-// corrupted data — wrong values and, since deletes of renamed keys make no
-// revision, its own revision numbering — until the periodic check (5m) or
-// a restart catches it. The clients see non-linearizable answers.
+// TestCorruptDataBehindCompaction reproduces two findings of the chaos
+// suite. A replica restarted on a corrupted db passes etcd's initial
+// corruption check without any comparison when the peers cannot hash its
+// data the way it does:
 //
-// vetcd now looks before it restarts on such data: when the live cluster
-// has compacted past the data's revision, the replica rejoins with a fresh
-// copy instead (plan.ReplicaNext, CompactedPastLocal).
+//   - seed 20250701, 7m into a 30m run: the peers have compacted past the
+//     data's revision ("cannot fetch hash from remote peer; local member is
+//     behind");
+//   - seed 1, 9m into a 30m run: the peers compacted after the replica
+//     stopped, but not past its revision ("found different compact revision
+//     values from remote peer"), and the corrupted member went on to serve
+//     and acknowledge writes under revisions of its own.
+//
+// In both cases it served the corrupted data, wrong values and its own
+// revision numbering, until the periodic check (5m) or a restart caught it;
+// clients saw non-linearizable answers. vetcd now looks before it restarts
+// on such data: unless a peer hashes the data's revision over the same
+// compaction, the replica rejoins with a fresh copy (plan.ReplicaNext,
+// Cluster.Unverifiable).
 func TestCorruptDataBehindCompaction(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// compactAt picks the revision the peers compact to while
+		// vetcd-2 is down: stopped is its revision when it stopped, now
+		// the cluster's after more writes.
+		compactAt func(stopped, now int64) int64
+	}{
+		{"past its revision", func(_, now int64) int64 { return now }},
+		// Below its revision with a margin: a kill -9 loses the backend's
+		// last uncommitted batch (up to 100 ms of writes), so the db on
+		// disk, which etcd's check hashes, is a little behind stopped.
+		{"since it stopped, not past its revision", func(stopped, _ int64) int64 { return stopped - 100 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { corruptWhileCompacting(t, tc.compactAt) })
+	}
+}
+
+func corruptWhileCompacting(t *testing.T, compactAt func(stopped, now int64) int64) {
 	c, w := startRecoveryCluster(t, "")
 	w.waitAcked(200, time.Minute)
 	cli := c.client(2)
+	// vetcd-2's own revision (serializable: what it has applied).
+	only2 := clientv3.Config{Endpoints: c.endpoints(3)[2:], TLS: c.tlsConfig(), DialTimeout: 2 * time.Second}
+	c2, err := clientv3.New(only2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	r2, err := c2.Get(sctx, "rec/", clientv3.WithSerializable(), clientv3.WithCountOnly())
+	scancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := r2.Header.Revision
 	c.stopReplica(2)
 	db := filepath.Join(c.dir, "vetcd-2", "data", "member", "snap", "db")
 	if err := corruptBBolt(db); err != nil {
 		c.resumeSupervisor()
 		t.Fatal(err)
 	}
-	// While vetcd-2 is down, the others write and compact past its revision.
+	// While vetcd-2 is down, the others write and compact.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var rev int64
@@ -46,18 +85,12 @@ func TestCorruptDataBehindCompaction(t *testing.T) {
 		}
 		rev = r.Header.Revision
 	}
-	if _, err := cli.Compact(ctx, rev); err != nil {
+	if _, err := cli.Compact(ctx, compactAt(stopped, rev)); err != nil {
 		c.resumeSupervisor()
 		t.Fatal(err)
 	}
 	c.resumeSupervisor()
 	// Wait until vetcd-2 answers, then compare what it serves with vetcd-0.
-	only2 := clientv3.Config{Endpoints: c.endpoints(3)[2:], TLS: c.tlsConfig(), DialTimeout: 2 * time.Second}
-	c2, err := clientv3.New(only2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		rctx, rcancel := context.WithTimeout(context.Background(), 3*time.Second)
