@@ -102,27 +102,43 @@ func TestReplicaNext(t *testing.T) {
 		{
 			name: "valid data behind the cluster's compaction cannot be verified by etcd: rejoin",
 			o: ReplicaObservation{Ordinal: 2, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x12, Revision: 40},
-				Cluster: func() Cluster { c := reachable(three...); c.Unverifiable = "the cluster has compacted past revision 40"; return c }()},
+				Cluster: func() Cluster {
+					c := reachable(three...)
+					c.Unverifiable = "the cluster has compacted past revision 40"
+					return c
+				}()},
 			want:   Rejoin,
 			reason: "compacted past revision 40",
 		},
 		{
 			name: "valid data compacted differently from the peers cannot be verified: rejoin",
 			o: ReplicaObservation{Ordinal: 2, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x12, Revision: 40, CompactRevision: 10},
-				Cluster: func() Cluster { c := reachable(three...); c.Unverifiable = "peers compacted to 30, this data to 10"; return c }()},
+				Cluster: func() Cluster {
+					c := reachable(three...)
+					c.Unverifiable = "peers compacted to 30, this data to 10"
+					return c
+				}()},
 			want:   Rejoin,
 			reason: "cannot be verified",
 		},
 		{
 			name: "unverifiable data while etcd runs on it: not this rule",
 			o: ReplicaObservation{Ordinal: 2, Desired: 3, Local: running(2, three...),
-				Cluster: func() Cluster { c := reachable(three...); c.Unverifiable = "peers compacted to 30, this data to 10"; return c }()},
+				Cluster: func() Cluster {
+					c := reachable(three...)
+					c.Unverifiable = "peers compacted to 30, this data to 10"
+					return c
+				}()},
 			want: Keep,
 		},
 		{
 			name: "surplus replica behind the compaction waits",
 			o: ReplicaObservation{Ordinal: 2, Desired: 2, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x12, Revision: 40},
-				Cluster: func() Cluster { c := reachable(three...); c.Unverifiable = "the cluster has compacted past revision 40"; return c }()},
+				Cluster: func() Cluster {
+					c := reachable(three...)
+					c.Unverifiable = "the cluster has compacted past revision 40"
+					return c
+				}()},
 			want:   Wait,
 			reason: "surplus",
 		},
