@@ -1,0 +1,44 @@
+package testtools
+
+import (
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// StartEmbedded runs a one-member etcd in dir with plain http on free
+// ports, and returns it with its client URL. It is closed when the test
+// ends.
+func StartEmbedded(t testing.TB, dir string) (*embed.Etcd, string) {
+	t.Helper()
+	free := func() url.URL {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return url.URL{Scheme: "http", Host: ln.Addr().String()}
+	}
+	cfg := embed.NewConfig()
+	cfg.Dir = dir
+	cu, pu := free(), free()
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("embedded etcd not ready within 30s")
+	}
+	return e, cu.String()
+}
