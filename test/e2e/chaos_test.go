@@ -278,8 +278,12 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 	ops, logOK := chaosFinalReads(t, ctx, final, w)
 	violations = append(violations, logOK...)
 	w.mu.Lock()
-	violations = append(violations, w.leaseErr...)
+	staleLeases, leaseViolations := splitLeaseLosses(w.leaseErr, ch.timeline)
 	w.mu.Unlock()
+	violations = append(violations, leaseViolations...)
+	for _, l := range staleLeases {
+		t.Logf("chaos: etcd stale-leader lease answer (not a vetcd violation, see splitLeaseLosses): %s", l)
+	}
 
 	logs := w.watchLogs()
 	violations = append(violations, checkWatches(ops, logs, fence)...)
@@ -361,6 +365,7 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 		fmt.Sprintf("watch events: %d over %d watchers (%d stream restarts: %s); compactions: %d; longest convergence after a fault: %s",
 			events, len(logs), restarts, strings.Join(rs, " "), len(w.compacts), convergeMax.Round(time.Millisecond)),
 		fmt.Sprintf("linearizability: %s over %d operations in %s", chaosResult(res), len(kv), checkTook.Round(time.Millisecond)),
+		fmt.Sprintf("lease keepalives answered by a leader just resumed from SIGSTOP (etcd's, see splitLeaseLosses): %d", len(staleLeases)),
 		fmt.Sprintf("violations: %d", len(violations)),
 	}
 	for _, l := range summary {
