@@ -135,11 +135,20 @@ type Local struct {
 	// Storage is the storage version of valid data etcd does not run on,
 	// for the upgrade gate (storageGate).
 	Storage Storage
+	// DownFor is how long this replica has had no running etcd (0 while
+	// etcd runs).
+	DownFor time.Duration
 }
 
 // MaxStartFailures is how many consecutive failed starts on the same data
 // make a replica treat that data as corrupt.
 const MaxStartFailures = 3
+
+// VerifyWait bounds how long a replica with valid data waits for the live
+// cluster to answer when peers of its cluster run and could form a quorum
+// without it, so that its data is checked against them (Unverifiable)
+// before etcd serves it. After that it restarts unchecked, as etcd would.
+const VerifyWait = 30 * time.Second
 
 // Peer is what another replica's agent endpoint reported.
 type Peer struct {
@@ -269,6 +278,13 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 			case o.Local.DataLocked:
 				return decide(Wait, "etcd failed to start on this data (%s) and left it locked; waiting for a cluster with quorum to rejoin, keeping the data", o.Local.StartError)
 			}
+		}
+		if !o.Local.Running && !c.Reachable && o.Local.DownFor < VerifyWait && peersHoldQuorum(o) {
+			// The peers are about to answer (an election, most likely):
+			// restarting now would skip the check of the data against
+			// them, and etcd's own start-up check passes when it cannot
+			// compare.
+			return decide(Wait, "valid data of member %x; peers of its cluster run and can form a quorum without it: waiting up to %s for the cluster to answer, to check the data against it before serving it", o.Local.MemberID, VerifyWait)
 		}
 		if !o.Local.Running {
 			return decide(Restart, "valid data of member %x", o.Local.MemberID)
@@ -402,4 +418,16 @@ const FoundingPrefix = "founding "
 // founded (not merely about to be).
 func RecordFounded(record string) bool {
 	return record != "" && !strings.HasPrefix(record, FoundingPrefix)
+}
+
+// peersHoldQuorum reports whether the desired peers running etcd on this
+// replica's cluster are a quorum of the desired replicas by themselves.
+func peersHoldQuorum(o ReplicaObservation) bool {
+	n := 0
+	for _, p := range o.Peers {
+		if p.Running && p.ClusterID == o.Local.ClusterID && p.Ordinal != o.Ordinal && p.Ordinal < o.Desired {
+			n++
+		}
+	}
+	return n >= o.Desired/2+1
 }

@@ -40,6 +40,12 @@ func peer(ord int, applied uint64) Peer {
 	return Peer{Ordinal: ord, Reachable: true, HasData: true, ClusterID: cid, MemberID: uint64(0x10 + ord), AppliedIndex: applied}
 }
 
+func runningPeer(ord int) Peer {
+	p := peer(ord, 100)
+	p.Running = true
+	return p
+}
+
 func TestReplicaNext(t *testing.T) {
 	three := []Member{voter(0), voter(1), voter(2)}
 	tests := []struct {
@@ -141,6 +147,31 @@ func TestReplicaNext(t *testing.T) {
 				}()},
 			want:   Wait,
 			reason: "surplus",
+		},
+		{
+			name: "valid data, no quorum answers yet but two running peers hold one: wait to verify",
+			o: ReplicaObservation{Ordinal: 0, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x10, Revision: 40, DownFor: time.Second},
+				Peers: []Peer{runningPeer(1), runningPeer(2)}},
+			want:   Wait,
+			reason: "check the data against it",
+		},
+		{
+			name: "valid data, peers hold a quorum but the wait is over: restart",
+			o: ReplicaObservation{Ordinal: 0, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x10, Revision: 40, DownFor: VerifyWait},
+				Peers: []Peer{runningPeer(1), runningPeer(2)}},
+			want: Restart,
+		},
+		{
+			name: "valid data, one running peer cannot form a quorum without this one: restart",
+			o: ReplicaObservation{Ordinal: 0, Desired: 3, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x10, Revision: 40, DownFor: time.Second},
+				Peers: []Peer{runningPeer(1), peer(2, 90)}},
+			want: Restart,
+		},
+		{
+			name: "valid data, running peers are surplus replicas: restart",
+			o: ReplicaObservation{Ordinal: 0, Desired: 1, Local: Local{Data: DataValid, ClusterID: cid, MemberID: 0x10, Revision: 40, DownFor: time.Second},
+				Peers: []Peer{runningPeer(1), runningPeer(2)}},
+			want: Restart,
 		},
 		{
 			name: "valid data not behind the compaction restarts",

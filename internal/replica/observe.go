@@ -110,6 +110,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		}
 		l.RebuiltFrom = r.markers.rebuiltFrom(l.MemberID)
 		r.mu.Lock()
+		r.downSince = time.Time{}
 		if l.Leader == 0 {
 			if r.leaderlessSince.IsZero() {
 				r.leaderlessSince = time.Now()
@@ -134,6 +135,10 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 	r.mu.Lock()
 	r.disk = info
 	failures, lastErr := r.startFailures, r.startError
+	if r.downSince.IsZero() {
+		r.downSince = time.Now()
+	}
+	downFor := time.Since(r.downSince)
 	r.mu.Unlock()
 	return plan.Local{
 		Data:            info.State,
@@ -147,6 +152,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		StartError:      lastErr,
 		DataLocked:      info.WALLocked,
 		Storage:         r.observeStorage(info),
+		DownFor:         downFor,
 	}
 }
 

@@ -80,6 +80,7 @@ type Replica struct {
 	startError      string
 	snap            snapshotState
 	leaderlessSince time.Time
+	downSince       time.Time // when etcd was last seen not running (zero while it runs)
 	// restoreRetryAt and restoreBackoff pace retries of a restore.from
 	// snapshot that failed to verify; only the loop goroutine uses them.
 	restoreRetryAt time.Time
