@@ -112,6 +112,9 @@ type Local struct {
 	Leader uint64
 	// LeaderlessFor is how long the running member has seen no leader.
 	LeaderlessFor time.Duration
+	// AppliedStableFor is how long the running member's applied index has
+	// not moved.
+	AppliedStableFor time.Duration
 	// Members is the member list held in the running member's own state,
 	// mapped to ordinals. It needs no quorum to read.
 	Members []Member
@@ -143,6 +146,10 @@ type Local struct {
 // MaxStartFailures is how many consecutive failed starts on the same data
 // make a replica treat that data as corrupt.
 const MaxStartFailures = 3
+
+// RebuildSettle is how long a survivor's applied index must stay put before
+// it is compared with the others' to pick the one that rebuilds.
+const RebuildSettle = 2 * time.Second
 
 // VerifyWait bounds how long a replica with valid data waits for the live
 // cluster to answer when peers of its cluster run and could form a quorum
@@ -379,6 +386,12 @@ func rebuildCheck(o ReplicaObservation) (ReplicaDecision, bool) {
 		if !o.Gone[v.Ordinal] {
 			return decide(Wait, "quorum lost (%d of %d voters desired); waiting for surplus replica %d to be gone before rebuilding", len(desired), len(voters), v.Ordinal), false
 		}
+	}
+	if l.AppliedStableFor < RebuildSettle {
+		// Right after quorum loss a member still applies what was
+		// committed: two survivors comparing indices that still move
+		// can each see itself ahead, and both rebuild (chaos finding 6).
+		return decide(Wait, "quorum lost; waiting for the applied index (%d) to settle before comparing it with the other survivors'", l.AppliedIndex), false
 	}
 	best := self
 	bestIndex := l.AppliedIndex

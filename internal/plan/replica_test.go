@@ -30,9 +30,11 @@ func running(ord int, members ...Member) Local {
 	return Local{Data: DataValid, Running: true, ClusterID: cid, MemberID: uint64(0x10 + ord), Leader: 0x10, Members: members, AppliedIndex: 100}
 }
 
+// leaderless has seen no leader for d, and its applied index has settled.
 func leaderless(l Local, d time.Duration) Local {
 	l.Leader = 0
 	l.LeaderlessFor = d
+	l.AppliedStableFor = RebuildSettle
 	return l
 }
 
@@ -323,6 +325,16 @@ func TestReplicaNextRebuild(t *testing.T) {
 				Peers: []Peer{peer(1, 101)}, RebuildAfter: after},
 			want:   Wait,
 			reason: "replica 1 (applied 101) is the most up to date",
+		},
+		{
+			name: "5 to 2, this survivor's applied index still moves: wait before comparing (chaos finding 6)",
+			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: func() Local {
+				l := leaderless(running(0, five...), after)
+				l.AppliedStableFor = RebuildSettle / 2
+				return l
+			}(), Gone: gone(2, 3, 4), Peers: []Peer{peer(1, 90)}, RebuildAfter: after},
+			want:   Wait,
+			reason: "settle",
 		},
 		{
 			name: "5 to 2, tie: the lowest ordinal rebuilds",

@@ -111,6 +111,10 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		l.RebuiltFrom = r.markers.rebuiltFrom(l.MemberID)
 		r.mu.Lock()
 		r.downSince = time.Time{}
+		if l.AppliedIndex != r.appliedSeen || r.appliedSince.IsZero() {
+			r.appliedSeen, r.appliedSince = l.AppliedIndex, time.Now()
+		}
+		l.AppliedStableFor = time.Since(r.appliedSince)
 		if l.Leader == 0 {
 			if r.leaderlessSince.IsZero() {
 				r.leaderlessSince = time.Now()

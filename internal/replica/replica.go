@@ -81,6 +81,8 @@ type Replica struct {
 	snap            snapshotState
 	leaderlessSince time.Time
 	downSince       time.Time // when etcd was last seen not running (zero while it runs)
+	appliedSeen     uint64    // the running member's applied index at the last look
+	appliedSince    time.Time // when it last moved
 	// restoreRetryAt and restoreBackoff pace retries of a restore.from
 	// snapshot that failed to verify; only the loop goroutine uses them.
 	restoreRetryAt time.Time
