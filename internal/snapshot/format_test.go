@@ -22,6 +22,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/vetcd/vetcd/internal/testtools"
 )
 
 func freeURL(t *testing.T) url.URL {
@@ -38,30 +40,7 @@ func freeURL(t *testing.T) url.URL {
 // startEtcd runs a one-member etcd in dir (plain http, test only).
 func startEtcd(t *testing.T, dir string) (*embed.Etcd, *clientv3.Client) {
 	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = dir
-	cu, pu := freeURL(t), freeURL(t)
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		e.Close()
-		t.Fatal("etcd not ready")
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, Logger: zap.NewNop()})
-	if err != nil {
-		e.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close(); e.Close() })
-	return e, cli
+	return testtools.EmbeddedClient(t, dir)
 }
 
 // realSnapshot returns a genuine etcd snapshot db with n keys, as

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -29,6 +30,7 @@ func StartEmbedded(t testing.TB, dir string) (*embed.Etcd, string) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.ListenMetricsUrls = nil
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -41,4 +43,17 @@ func StartEmbedded(t testing.TB, dir string) (*embed.Etcd, string) {
 		t.Fatal("embedded etcd not ready within 30s")
 	}
 	return e, cu.String()
+}
+
+// EmbeddedClient is StartEmbedded with a client of the member, closed when
+// the test ends.
+func EmbeddedClient(t testing.TB, dir string) (*embed.Etcd, *clientv3.Client) {
+	t.Helper()
+	e, url := StartEmbedded(t, dir)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return e, cli
 }
