@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/pki"
@@ -67,12 +66,8 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.Source, err)
 	}
-	defer os.Remove(db)
-	st, err := etcdutl.NewV3(lg).Status(db)
-	if err != nil {
-		return fmt.Errorf("snapshot %s: the db does not read: %w", o.Source, err)
-	}
-	fmt.Fprintf(o.Out, "verified %s: cluster %s, revision %d, %d keys, sha256 %s...\n", o.Source, m.ClusterID, st.Revision, m.KeyCount, m.SHA256[:12])
+	defer db.Close()
+	fmt.Fprintf(o.Out, "verified %s: cluster %s, revision %d, %d keys, sha256 %s...\n", o.Source, m.ClusterID, db.Revision, m.KeyCount, m.SHA256[:12])
 
 	// 2. Stop the replicas.
 	running := Running(o.Dir)
@@ -119,12 +114,11 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 
 	// 4. Restore into ordinal 0.
 	r0 := settings.Replica(0)
-	rev, err := snapshot.RestoreNewCluster(lg, db, snapshot.Member{Name: r0.Name, PeerURL: r0.PeerURL, DataDir: l.DataDir(0)})
-	if err != nil {
+	if err := snapshot.RestoreNewCluster(lg, db, snapshot.Member{Name: r0.Name, PeerURL: r0.PeerURL, DataDir: l.DataDir(0)}); err != nil {
 		return fmt.Errorf("%w (the old data is kept in %v)", err, aside)
 	}
 	info := replica.InspectData(lg, l.DataDir(0))
-	record := plan.RestoredRecord(info.ClusterID, o.Source, 0, rev, snapshot.RevisionBump, time.Now().UTC().Format(time.RFC3339))
+	record := plan.RestoredRecord(info.ClusterID, o.Source, 0, db.Revision, snapshot.RevisionBump, time.Now().UTC().Format(time.RFC3339))
 	if err := topology.UpdateFile(l.TopologyPath(), func(f *topology.File) error {
 		f.ClusterRecord = record
 		f.Paused = false

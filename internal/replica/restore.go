@@ -61,7 +61,7 @@ func (r *Replica) tryRequestRestore(ctx context.Context, from string) error {
 	if err != nil {
 		return err
 	}
-	_ = os.Remove(db)
+	_ = db.Close()
 	req := plan.RestoreRequestRecord(r.self.Ordinal, from, time.Now().UTC().Format(time.RFC3339))
 	if s, ok := r.topo.(recordSwapper); ok {
 		swapped, err := s.SwapClusterRecord(ctx, record, req)
@@ -79,26 +79,26 @@ func (r *Replica) tryRequestRestore(ctx context.Context, from string) error {
 	return nil
 }
 
-// fetchSnapshot downloads and verifies the snapshot at url into a file
-// next to the data dir.
-func (r *Replica) fetchSnapshot(ctx context.Context, url string) (string, snapshot.Manifest, error) {
+// fetchSnapshot downloads and verifies the snapshot at url, staged in
+// memory or in a file next to the data dir.
+func (r *Replica) fetchSnapshot(ctx context.Context, url string) (*snapshot.DB, snapshot.Manifest, error) {
 	loc, err := storage.Parse(url)
 	if err != nil {
-		return "", snapshot.Manifest{}, err
+		return nil, snapshot.Manifest{}, err
 	}
 	b, err := storage.Open(ctx, loc)
 	if err != nil {
-		return "", snapshot.Manifest{}, err
+		return nil, snapshot.Manifest{}, err
 	}
 	d := r.cfg.Restore.Decryption
 	keys := snapshot.Keys{PassphraseFile: d.PassphraseFile, PassphraseEnv: d.PassphraseEnv, IdentityFile: d.IdentityFile}
 	dir := parentDir(r.cfg.DataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", snapshot.Manifest{}, err
+		return nil, snapshot.Manifest{}, err
 	}
 	db, m, err := snapshot.Fetch(ctx, b, loc.Name, keys, dir)
 	if err != nil {
-		return "", m, fmt.Errorf("%s: %w", url, err)
+		return nil, m, fmt.Errorf("%s: %w", url, err)
 	}
 	return db, m, nil
 }
@@ -118,7 +118,7 @@ func (r *Replica) restoreSnapshot(ctx context.Context, req plan.RestoreRequest) 
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	defer os.Remove(db)
+	defer db.Close()
 	if _, err := os.Stat(r.cfg.DataDir); err == nil {
 		dst, err := moveAside(r.cfg.DataDir, "restore", keepAside, time.Now())
 		if err != nil {
@@ -131,20 +131,19 @@ func (r *Replica) restoreSnapshot(ctx context.Context, req plan.RestoreRequest) 
 	if err := r.markers.clearLeft(); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	rev, err := snapshot.RestoreNewCluster(r.lg, db, snapshot.Member{Name: r.self.Name, PeerURL: r.self.PeerURL, DataDir: r.cfg.DataDir})
-	if err != nil {
+	if err := snapshot.RestoreNewCluster(r.lg, db, snapshot.Member{Name: r.self.Name, PeerURL: r.self.PeerURL, DataDir: r.cfg.DataDir}); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	info := InspectData(r.lg, r.cfg.DataDir)
 	if info.State != plan.DataValid {
 		return fmt.Errorf("restore: the restored data dir reads as %s (%s)", info.State, info.Problem)
 	}
-	record := plan.RestoredRecord(info.ClusterID, req.From, r.self.Ordinal, rev, snapshot.RevisionBump, time.Now().UTC().Format(time.RFC3339))
+	record := plan.RestoredRecord(info.ClusterID, req.From, r.self.Ordinal, db.Revision, snapshot.RevisionBump, time.Now().UTC().Format(time.RFC3339))
 	if err := r.topo.SetClusterRecord(ctx, record); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	r.lg.Info("restored the snapshot; founding the cluster anew",
-		zap.String("from", req.From), zap.Int64("revision", rev), zap.Int64("revision-bump", snapshot.RevisionBump),
+		zap.String("from", req.From), zap.Int64("revision", db.Revision), zap.Int64("revision-bump", snapshot.RevisionBump),
 		zap.String("cluster-id", fmt.Sprintf("%x", info.ClusterID)), zap.Int64("keys", m.KeyCount))
 	return r.restart(ctx)
 }

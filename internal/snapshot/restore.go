@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
@@ -20,42 +19,50 @@ import (
 // compacted, watchers relist instead of seeing time run backwards.
 const RevisionBump = 1_000_000_000
 
-// Fetch downloads snapshot name from b, decrypts and decompresses it into a
-// new file in dir, and verifies its size and checksum against the
-// manifest. It returns the file's path (the caller removes it) and the
-// manifest; on any error nothing is left behind.
-func Fetch(ctx context.Context, b storage.Backend, name string, keys Keys, dir string) (string, Manifest, error) {
+// Fetch downloads snapshot name from b, decrypts and decompresses it, and
+// verifies its size and checksum against the manifest. The db is staged in
+// memory where it fits comfortably, else in a hidden file in dir (see
+// stage). The caller closes the DB; on any error nothing is left behind.
+func Fetch(ctx context.Context, b storage.Backend, name string, keys Keys, dir string) (*DB, Manifest, error) {
+	return fetch(ctx, b, name, keys, dir, true)
+}
+
+// fetch is Fetch; memory false stages on disk whatever the size.
+func fetch(ctx context.Context, b storage.Backend, name string, keys Keys, dir string, memory bool) (*DB, Manifest, error) {
 	m, err := ReadManifest(ctx, b, name)
 	if err != nil {
-		return "", m, err
+		return nil, m, err
 	}
 	ids, err := keys.Identities()
 	if err != nil {
-		return "", m, err
+		return nil, m, err
 	}
 	rc, _, err := b.Get(ctx, name)
 	if err != nil {
-		return "", m, fmt.Errorf("snapshot %s: %w", name, err)
+		return nil, m, fmt.Errorf("snapshot %s: %w", name, err)
 	}
 	defer rc.Close()
 	plain, err := Decode(rc, m, Decoding{Identities: ids})
 	if err != nil {
-		return "", m, fmt.Errorf("snapshot %s: %w", name, err)
+		return nil, m, fmt.Errorf("snapshot %s: %w", name, err)
 	}
 	defer plain.Close()
-	tmp, err := os.CreateTemp(dir, ".restore-*.db")
+	f, path, inMemory, err := stage(dir, m.Size, memory)
 	if err != nil {
-		return "", m, fmt.Errorf("snapshot %s: %w", name, err)
+		return nil, m, fmt.Errorf("snapshot %s: %w", name, err)
 	}
-	_, err = io.Copy(tmp, plain)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+	db := &DB{Path: path, InMemory: inMemory, f: f}
+	if _, err := io.Copy(f, plain); err != nil {
+		db.Close()
+		return nil, m, fmt.Errorf("snapshot %s: %w", name, err)
 	}
+	st, err := readDBInfo(db.Path)
 	if err != nil {
-		os.Remove(tmp.Name())
-		return "", m, fmt.Errorf("snapshot %s: %w", name, err)
+		db.Close()
+		return nil, m, fmt.Errorf("snapshot %s: the db does not read: %w", name, err)
 	}
-	return tmp.Name(), m, nil
+	db.Revision = st.Revision
+	return db, m, nil
 }
 
 // Member names the one member a restored cluster starts with.
@@ -65,24 +72,19 @@ type Member struct {
 	DataDir string
 }
 
-// RestoreNewCluster restores the db into m.DataDir (which must not exist)
-// as the only member of a new cluster, with the revision bumped by
-// RevisionBump and the old revisions marked compacted. It returns the
-// snapshot's revision. The db must come from Fetch, which verified its
-// sha256 against the manifest (and Create verified etcd's own checksum
-// when it took it), so etcdutl's second pass over it is skipped.
-func RestoreNewCluster(lg *zap.Logger, db string, m Member) (int64, error) {
+// RestoreNewCluster restores db into m.DataDir (which must not exist) as
+// the only member of a new cluster, with the revision bumped by
+// RevisionBump and the old revisions marked compacted. Fetch verified the
+// db's sha256 against the manifest (and Create verified etcd's own
+// checksum when it took it), so etcdutl's second pass over it is skipped.
+func RestoreNewCluster(lg *zap.Logger, db *DB, m Member) error {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	st, err := readDBInfo(db)
-	if err != nil {
-		return 0, fmt.Errorf("the snapshot db does not read: %w", err)
-	}
 	token := make([]byte, 8)
 	_, _ = rand.Read(token)
-	err = etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{
-		SnapshotPath:        db,
+	err := etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{
+		SnapshotPath:        db.Path,
 		Name:                m.Name,
 		OutputDataDir:       m.DataDir,
 		PeerURLs:            []string{m.PeerURL},
@@ -93,7 +95,7 @@ func RestoreNewCluster(lg *zap.Logger, db string, m Member) (int64, error) {
 		SkipHashCheck:       true,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("restore into %s: %w", m.DataDir, err)
+		return fmt.Errorf("restore into %s: %w", m.DataDir, err)
 	}
-	return st.Revision, nil
+	return nil
 }
