@@ -109,9 +109,7 @@ func Encode(dst io.Writer, src io.Reader, enc Encoding) (Manifest, error) {
 		m.Encryption = EncryptionAge
 	}
 	th := newTrailerHash()
-	hw := newAsyncWriter(th)
-	n, err := compressFrames(w, io.TeeReader(src, hw))
-	_ = hw.Close() // hashing never fails
+	n, err := compressFrames(w, src, th) // hashing never fails
 	if err != nil {
 		return m, err
 	}

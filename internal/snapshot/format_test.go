@@ -277,17 +277,24 @@ func TestKeys(t *testing.T) {
 }
 
 // TestFramesDecodeAsOneStream checks that a db larger than one frame, split
-// into independent frames by Encode, decodes back byte for byte through
+// into independent frames by Encode, has its checksum taken in order, and
+// decodes back byte for byte through
 // Decode and through a plain zstd stream reader (as `zstd -d` would).
 func TestFramesDecodeAsOneStream(t *testing.T) {
-	plain := make([]byte, 2*frameSize+12345)
+	// More frames than are ever in flight at once, each different, so
+	// that a frame written or hashed out of order, or a buffer reused too
+	// early, shows.
+	plain := make([]byte, 9*frameSize+12345)
 	for i := range plain {
-		plain[i] = byte(i * 7 / 13)
+		plain[i] = byte(i*7/13 + i/frameSize)
 	}
 	var stored bytes.Buffer
 	m, err := Encode(&stored, bytes.NewReader(plain), Encoding{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(plain); m.SHA256 != hex.EncodeToString(sum[:]) || m.Size != int64(len(plain)) {
+		t.Fatalf("manifest sha256 %s size %d, want %x and %d", m.SHA256, m.Size, sum, len(plain))
 	}
 	m.FormatVersion, m.Created = FormatVersion, time.Now()
 	m.EtcdVersion, m.ClusterID, m.Source = "3.7.0", "c1", "vetcd-0"

@@ -14,7 +14,9 @@ const frameSize = 8 << 20
 
 // compressFrames writes src to dst as a sequence of independent zstd
 // frames of frameSize plain bytes each, compressed on every core and
-// written in order. A zstd stream may hold any number of frames, so any
+// written in order. If plain is not nil, it gets every byte read from src,
+// in order, from the goroutine that writes dst: the manifest's checksum is
+// taken there from the frame buffers themselves, with no copy. A zstd stream may hold any number of frames, so any
 // zstd decoder (the zstd CLI, etcd users' tools) reads the result as one
 // stream. One frame at a time would leave create bound to one core, well
 // below the speed etcd sends a snapshot at. Memory stays bounded: at most
@@ -22,7 +24,7 @@ const frameSize = 8 << 20
 //
 // The fastest level keeps up best and still shrinks Kubernetes data
 // about 3x.
-func compressFrames(dst io.Writer, src io.Reader) (int64, error) {
+func compressFrames(dst io.Writer, src io.Reader, plain io.Writer) (int64, error) {
 	workers := runtime.GOMAXPROCS(0)
 	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(workers))
 	if err != nil {
@@ -51,17 +53,26 @@ func compressFrames(dst io.Writer, src io.Reader) (int64, error) {
 		}
 	}
 
-	// Futures in input order; the writer drains them in that order.
-	futures := make(chan chan []byte, 2*workers)
+	// Frames in input order; the writer drains them in that order and
+	// hands their input buffers back once plain has seen them.
+	type frame struct {
+		in  []byte
+		out chan []byte
+	}
+	futures := make(chan frame, 2*workers)
 	werr := make(chan error, 1)
 	go func() {
 		var err error
 		for f := range futures {
-			b := <-f
+			b := <-f.out
 			if err == nil {
 				_, err = dst.Write(b)
 			}
+			if plain != nil {
+				plain.Write(f.in)
+			}
 			put(outBufs, b)
+			put(inBufs, f.in[:cap(f.in)])
 		}
 		werr <- err
 	}()
@@ -73,13 +84,11 @@ func compressFrames(dst io.Writer, src io.Reader) (int64, error) {
 		k, err := io.ReadFull(src, buf)
 		if k > 0 {
 			n += int64(k)
-			f := make(chan []byte, 1)
+			f := frame{in: buf[:k], out: make(chan []byte, 1)}
 			futures <- f
-			go func(in []byte) {
-				out := zenc.EncodeAll(in, get(outBufs, frameSize/2))
-				put(inBufs, in[:cap(in)])
-				f <- out
-			}(buf[:k])
+			go func() {
+				f.out <- zenc.EncodeAll(f.in, get(outBufs, frameSize/2))
+			}()
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			break

@@ -39,7 +39,7 @@ func BenchmarkCompress(b *testing.B) {
 	b.Run("frames", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for i := 0; i < b.N; i++ {
-			if _, err := compressFrames(io.Discard, bytes.NewReader(data)); err != nil {
+			if _, err := compressFrames(io.Discard, bytes.NewReader(data), nil); err != nil {
 				b.Fatal(err)
 			}
 		}
