@@ -62,8 +62,16 @@ func TestMain(m *testing.M) {
 // freeBasePort finds a base port with the 10*n ports above it free.
 func freeBasePort(t *testing.T, n int) int {
 	t.Helper()
+	// Below the kernel's ephemeral range: a port in it can be taken at any
+	// moment as the source port of an outgoing connection (any client on
+	// the machine), and the replica that should listen there then fails
+	// to bind for as long as that connection lives.
+	lo, top := 10000, ephemeralLow()-10*n
+	if top-lo < 1000 {
+		t.Fatalf("the ephemeral port range starts at %d: no room below it for %d ports", top+10*n, 10*n)
+	}
 	for try := 0; try < 200; try++ {
-		base := 20000 + 10*rand.IntN(3500)
+		base := lo + 10*rand.IntN((top-lo)/10)
 		ok := true
 		var lns []net.Listener
 		for p := base; p < base+10*n; p++ {
@@ -83,6 +91,20 @@ func freeBasePort(t *testing.T, n int) int {
 	}
 	t.Fatal("no free port range")
 	return 0
+}
+
+// ephemeralLow is where the kernel's ephemeral (outgoing) port range
+// starts: net.ipv4.ip_local_port_range, 32768 when unreadable.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo <= 0 {
+		return 32768
+	}
+	return lo
 }
 
 // cluster is a running `vetcd up`.
