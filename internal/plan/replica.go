@@ -442,5 +442,5 @@ func peersHoldQuorum(o ReplicaObservation) bool {
 			n++
 		}
 	}
-	return n >= o.Desired/2+1
+	return n >= Quorum(o.Desired)
 }
