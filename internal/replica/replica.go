@@ -73,6 +73,10 @@ type Replica struct {
 	stopOnce sync.Once
 	stopErr  error
 
+	// closing tracks members still finishing embed's Close in the
+	// background (see releaseUnready); shutdown waits for them.
+	closing sync.WaitGroup
+
 	mu              sync.Mutex
 	etcd            *embed.Etcd
 	disk            DataInfo // last inspection while etcd was down
@@ -373,6 +377,7 @@ func (r *Replica) watchReady(e *embed.Etcd) {
 }
 
 func (r *Replica) stopEtcd() {
+	defer r.closing.Wait() // a member released by releaseUnready
 	r.mu.Lock()
 	e := r.etcd
 	r.mu.Unlock()
