@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vetcd/vetcd/internal/agent"
 	"github.com/vetcd/vetcd/internal/local"
 	"github.com/vetcd/vetcd/internal/pki"
 	"github.com/vetcd/vetcd/internal/status"
@@ -230,12 +231,15 @@ quorum it shows one member's own view and says so.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
+			// The members and the leader's controller are asked at once.
+			ctrl := make(chan *agent.ControllerState, 1)
+			go func() { ctrl <- status.ControllerFrom(ctx, t.agents, t.tls) }()
 			c, err := status.Get(ctx, t.endpoints, t.tls)
+			c.Controller = <-ctrl
 			if err != nil {
 				return err
 			}
 			c.Desired = t.desired
-			c.Controller = status.ControllerFrom(ctx, t.agents, t.tls)
 			return p.Print(cmd.OutOrStdout(), c)
 		},
 	}

@@ -51,16 +51,28 @@ type Cluster struct {
 }
 
 // ControllerFrom asks the replicas' agents for the leader's controller
-// state; nil when none answers as leader.
+// state; nil when none answers as leader. The agents are asked at once and
+// the first leader's answer wins, so one slow or stopped replica costs
+// nothing while another answers.
 func ControllerFrom(ctx context.Context, agentURLs []string, tlsConfig *tls.Config) *agent.ControllerState {
 	cli := agent.NewClient(tlsConfig)
 	defer cli.CloseIdle()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	answers := make(chan *agent.ControllerState, len(agentURLs))
 	for _, u := range agentURLs {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := cli.Fetch(cctx, u)
-		cancel()
-		if err == nil && st.Controller != nil {
-			return st.Controller
+		go func() {
+			st, err := cli.Fetch(ctx, u)
+			if err != nil {
+				answers <- nil
+				return
+			}
+			answers <- st.Controller
+		}()
+	}
+	for range agentURLs {
+		if c := <-answers; c != nil {
+			return c // cancel ends the other fetches
 		}
 	}
 	return nil
