@@ -356,8 +356,10 @@ func renderRecovery(w func(string, ...any), in string) error {
 	w("it sends the joiner (etcd-io/etcd#16436). The joiner then receives its own attributes inside the snapshot, never\n")
 	w("applies the request as an entry, and stock etcd waits out its 7 s publish timeout (its log says \"failed to\n")
 	w("publish local member to cluster through raft\": \"request timed out\") before the retry succeeds at once.\n")
-	w("vetcd detects this case (the joiner is not ready but already sees its own name and client URLs for 200 ms)\n")
-	w("and restarts its member, which publishes again at once; such runs are marked \"lost; member restarted\" and\n")
+	w("vetcd detects this case (the joiner is not ready but already sees its own name and client URLs for 30 ms)\n")
+	w("and restarts its member, which publishes again at once (the restart skips the start-up corruption check of\n")
+	w("data the leader has just sent, and does not wait for the old peer connections to drain); such runs are\n")
+	w("marked \"lost; member restarted\" and\n")
 	w("keep the restart's cost. The verdict is given twice: over all runs, and over the runs without the 7 s timeout\n")
 	w("(the floor without an etcd delay that vetcd avoids; vetcd's runs include their restarts).\n\n")
 	w("The detection threshold (`recovery.unresponsiveAfter`, configured %s; `learnerStuckAfter` %s) does not apply to\n",
