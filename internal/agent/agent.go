@@ -30,9 +30,13 @@ type State struct {
 	// AppliedIndex comes from the running member, or from the data dir's
 	// backend when etcd is down.
 	AppliedIndex uint64 `json:"appliedIndex"`
-	EtcdRunning  bool   `json:"etcdRunning"`
-	Leader       ID     `json:"leader,omitempty"`
-	EtcdVersion  string `json:"etcdVersion"`
+	// AppliedStableMs is how long, in milliseconds, the running member's
+	// applied index has not moved (0 while it moves). Survivors that
+	// lost quorum compare indices only once they settled.
+	AppliedStableMs int64  `json:"appliedStableMs,omitempty"`
+	EtcdRunning     bool   `json:"etcdRunning"`
+	Leader          ID     `json:"leader,omitempty"`
+	EtcdVersion     string `json:"etcdVersion"`
 	// Mode and Reason are the replica's last decision.
 	Mode   string `json:"mode"`
 	Reason string `json:"reason,omitempty"`

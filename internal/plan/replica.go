@@ -169,6 +169,10 @@ type Peer struct {
 	AppliedIndex uint64
 	// Running means the peer's etcd member runs.
 	Running bool
+	// AppliedStableFor is how long a running peer's applied index has not
+	// moved, as the peer measured it (0 if it still moves or the peer did
+	// not say). A rebuild compares indices only once both sides settled.
+	AppliedStableFor time.Duration
 }
 
 // Cluster is the live cluster as seen through a member that has quorum (a
@@ -352,7 +356,11 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 //     run could hold newer entries, or form a quorum of its own);
 //  5. every other desired voter's agent answered, for the same cluster, and
 //     this member has the highest applied index (ties: lowest ordinal), so
-//     the survivor that holds the most committed entries rebuilds;
+//     the survivor that holds the most committed entries rebuilds. The
+//     indices are compared only once they have stopped moving, this
+//     member's and every running peer's (RebuildSettle): with no quorum
+//     nothing new commits, so settled indices are final, and every
+//     survivor compares the same numbers and picks the same one;
 //  6. it was not already rebuilt from this very member list.
 //
 // It returns ok=false with a Wait decision when a rebuild is needed but
@@ -406,6 +414,12 @@ func rebuildCheck(o ReplicaObservation) (ReplicaDecision, bool) {
 		p := o.Peers[i]
 		if p.ClusterID != l.ClusterID || p.MemberID != v.ID {
 			return decide(Wait, "quorum lost; replica %d reports member %x of cluster %x, expected member %x; not rebuilding", v.Ordinal, p.MemberID, p.ClusterID, v.ID), false
+		}
+		if p.Running && p.AppliedStableFor < RebuildSettle {
+			// The peer's index as its agent reported it may be behind
+			// what it will have applied: compare final indices only, so
+			// that every survivor picks the same one.
+			return decide(Wait, "quorum lost; waiting for replica %d's applied index (%d) to settle before comparing it with this member's", v.Ordinal, p.AppliedIndex), false
 		}
 		if p.AppliedIndex > bestIndex || (p.AppliedIndex == bestIndex && v.Ordinal < best.Ordinal) {
 			best, bestIndex = v, p.AppliedIndex

@@ -42,6 +42,14 @@ func peer(ord int, applied uint64) Peer {
 	return Peer{Ordinal: ord, Reachable: true, HasData: true, ClusterID: cid, MemberID: uint64(0x10 + ord), AppliedIndex: applied}
 }
 
+// survivor is a running peer whose applied index has settled.
+func survivor(ord int, applied uint64) Peer {
+	p := peer(ord, applied)
+	p.Running = true
+	p.AppliedStableFor = RebuildSettle
+	return p
+}
+
 func runningPeer(ord int) Peer {
 	p := peer(ord, 100)
 	p.Running = true
@@ -305,7 +313,7 @@ func TestReplicaNextRebuild(t *testing.T) {
 		},
 		{
 			name: "3 to 2 loses no quorum: no rebuild, wait for the peer",
-			o:    ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, three...), after), Gone: gone(2), Peers: []Peer{peer(1, 90)}, RebuildAfter: after},
+			o:    ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, three...), after), Gone: gone(2), Peers: []Peer{survivor(1, 90)}, RebuildAfter: after},
 			want: Keep,
 		},
 		{
@@ -316,13 +324,13 @@ func TestReplicaNextRebuild(t *testing.T) {
 		{
 			name: "5 to 2, surplus gone, this survivor most up to date: rebuild",
 			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, five...), after), Gone: gone(2, 3, 4),
-				Peers: []Peer{peer(1, 99)}, RebuildAfter: after},
+				Peers: []Peer{survivor(1, 99)}, RebuildAfter: after},
 			want: Rebuild,
 		},
 		{
 			name: "5 to 2, the other survivor is ahead: it rebuilds, this one waits",
 			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, five...), after), Gone: gone(2, 3, 4),
-				Peers: []Peer{peer(1, 101)}, RebuildAfter: after},
+				Peers: []Peer{survivor(1, 101)}, RebuildAfter: after},
 			want:   Wait,
 			reason: "replica 1 (applied 101) is the most up to date",
 		},
@@ -332,14 +340,42 @@ func TestReplicaNextRebuild(t *testing.T) {
 				l := leaderless(running(0, five...), after)
 				l.AppliedStableFor = RebuildSettle / 2
 				return l
-			}(), Gone: gone(2, 3, 4), Peers: []Peer{peer(1, 90)}, RebuildAfter: after},
+			}(), Gone: gone(2, 3, 4), Peers: []Peer{survivor(1, 90)}, RebuildAfter: after},
 			want:   Wait,
 			reason: "settle",
 		},
 		{
+			name: "5 to 2, the other survivor's applied index still moves: wait before comparing (chaos finding 6)",
+			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, five...), after), Gone: gone(2, 3, 4),
+				Peers: []Peer{func() Peer {
+					p := survivor(1, 90)
+					p.AppliedStableFor = RebuildSettle / 2
+					return p
+				}()}, RebuildAfter: after},
+			want:   Wait,
+			reason: "waiting for replica 1's applied index (90) to settle",
+		},
+		{
+			name: "5 to 2, the other survivor's agent does not say whether its index settled: wait",
+			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, five...), after), Gone: gone(2, 3, 4),
+				Peers: []Peer{func() Peer {
+					p := survivor(1, 90)
+					p.AppliedStableFor = 0
+					return p
+				}()}, RebuildAfter: after},
+			want:   Wait,
+			reason: "to settle",
+		},
+		{
+			name: "5 to 2, the other survivor's etcd is down: its data dir's index cannot move, compare it",
+			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, five...), after), Gone: gone(2, 3, 4),
+				Peers: []Peer{peer(1, 99)}, RebuildAfter: after},
+			want: Rebuild,
+		},
+		{
 			name: "5 to 2, tie: the lowest ordinal rebuilds",
 			o: ReplicaObservation{Ordinal: 1, Desired: 2, Local: leaderless(running(1, five...), after), Gone: gone(2, 3, 4),
-				Peers: []Peer{peer(0, 100)}, RebuildAfter: after},
+				Peers: []Peer{survivor(0, 100)}, RebuildAfter: after},
 			want:   Wait,
 			reason: "replica 0",
 		},

@@ -185,6 +185,8 @@ func (r *Replica) observePeers(ctx context.Context, peers []topology.Replica) []
 				MemberID:     uint64(st.MemberID),
 				AppliedIndex: st.AppliedIndex,
 				Running:      st.EtcdRunning,
+				// Reported by the peer, measured on its own clock.
+				AppliedStableFor: time.Duration(st.AppliedStableMs) * time.Millisecond,
 			}
 		})
 	}

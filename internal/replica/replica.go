@@ -357,6 +357,7 @@ func (r *Replica) setEtcd(e *embed.Etcd) {
 	defer r.mu.Unlock()
 	r.etcd = e
 	r.leaderlessSince = time.Time{}
+	r.appliedSince = time.Time{}
 	if e == nil {
 		r.metrics.Ready.Set(0)
 		return
@@ -474,6 +475,9 @@ func (r *Replica) agentState() agent.State {
 		st.ClusterID = agent.ID(e.Server.Cluster().ID())
 		st.MemberID = agent.ID(e.Server.MemberID())
 		st.AppliedIndex = e.Server.AppliedIndex()
+		if st.AppliedIndex == r.appliedSeen && !r.appliedSince.IsZero() {
+			st.AppliedStableMs = time.Since(r.appliedSince).Milliseconds()
+		}
 		st.Leader = agent.ID(e.Server.Leader())
 		if st.Leader != 0 && st.Leader == st.MemberID {
 			cs := r.controller.State()

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/vetcd/vetcd/internal/local"
 )
 
 // (a) 1 → 3 → 5 → 3 → 1 → 3 under a continuous write load; after every step
@@ -190,7 +193,47 @@ func TestFiveToTwoRebuild(t *testing.T) {
 	}
 	w.waitAcked(50, 30*time.Second)
 	w.verify(cli)
-	t.Logf("5→2 rebuilt; longest write-unavailability window %s", w.gap().Round(time.Millisecond))
+	// Safety rule 2 (chaos finding 6): of the two survivors, exactly one
+	// rebuilt; the other rejoined the rebuilt cluster.
+	var rebuilt []string
+	for _, i := range []int{0, 1} {
+		decisions, settleWaits := rebuildLog(t, filepath.Join(dir, local.ReplicaName(i), "serve.log"))
+		for range decisions {
+			rebuilt = append(rebuilt, local.ReplicaName(i))
+		}
+		t.Logf("%s: %d rebuild decisions, %d waits for a settled applied index", local.ReplicaName(i), decisions, settleWaits)
+	}
+	if len(rebuilt) != 1 {
+		t.Fatalf("rebuild decisions by %v, want exactly one survivor to rebuild", rebuilt)
+	}
+	t.Logf("5→2 rebuilt by %s; longest write-unavailability window %s", rebuilt[0], w.gap().Round(time.Millisecond))
+}
+
+// rebuildLog counts, in a replica's JSON log, its decisions to rebuild and
+// its waits for an applied index to settle before comparing.
+func rebuildLog(t *testing.T, path string) (decisions, settleWaits int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Msg    string `json:"msg"`
+			Mode   string `json:"mode"`
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		switch {
+		case e.Msg == "replica decision" && e.Mode == "rebuild":
+			decisions++
+		case e.Msg == "replica waits" && strings.Contains(e.Reason, "to settle"):
+			settleWaits++
+		}
+	}
+	return decisions, settleWaits
 }
 
 // vetcd up --config takes a vCluster-style file: its extraArgs reach etcd.
