@@ -44,9 +44,15 @@ func peer(ord int, applied uint64) Peer {
 
 // survivor is a running peer whose applied index has settled.
 func survivor(ord int, applied uint64) Peer {
+	return survivorStableFor(ord, applied, RebuildSettle)
+}
+
+// survivorStableFor is a running peer whose applied index has not moved
+// for d (0: the peer did not say).
+func survivorStableFor(ord int, applied uint64, d time.Duration) Peer {
 	p := peer(ord, applied)
 	p.Running = true
-	p.AppliedStableFor = RebuildSettle
+	p.AppliedStableFor = d
 	return p
 }
 
@@ -347,22 +353,14 @@ func TestReplicaNextRebuild(t *testing.T) {
 		{
 			name: "5 to 2, the other survivor's applied index still moves: wait before comparing (chaos finding 6)",
 			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, five...), after), Gone: gone(2, 3, 4),
-				Peers: []Peer{func() Peer {
-					p := survivor(1, 90)
-					p.AppliedStableFor = RebuildSettle / 2
-					return p
-				}()}, RebuildAfter: after},
+				Peers: []Peer{survivorStableFor(1, 90, RebuildSettle/2)}, RebuildAfter: after},
 			want:   Wait,
 			reason: "waiting for replica 1's applied index (90) to settle",
 		},
 		{
 			name: "5 to 2, the other survivor's agent does not say whether its index settled: wait",
 			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, five...), after), Gone: gone(2, 3, 4),
-				Peers: []Peer{func() Peer {
-					p := survivor(1, 90)
-					p.AppliedStableFor = 0
-					return p
-				}()}, RebuildAfter: after},
+				Peers: []Peer{survivorStableFor(1, 90, 0)}, RebuildAfter: after},
 			want:   Wait,
 			reason: "to settle",
 		},

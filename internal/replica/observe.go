@@ -111,10 +111,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		l.RebuiltFrom = r.markers.rebuiltFrom(l.MemberID)
 		r.mu.Lock()
 		r.downSince = time.Time{}
-		if l.AppliedIndex != r.appliedSeen || r.appliedSince.IsZero() {
-			r.appliedSeen, r.appliedSince = l.AppliedIndex, time.Now()
-		}
-		l.AppliedStableFor = time.Since(r.appliedSince)
+		l.AppliedStableFor = r.appliedStable(l.AppliedIndex)
 		if l.Leader == 0 {
 			if r.leaderlessSince.IsZero() {
 				r.leaderlessSince = time.Now()

@@ -458,6 +458,18 @@ func (r *Replica) Close() error {
 	return nil
 }
 
+// appliedStable notes the running member's applied index as seen now and
+// returns how long it has not moved. The replica's own decisions and the
+// agent that peers ask both look through it, so both report one clock.
+// r.mu must be held.
+func (r *Replica) appliedStable(index uint64) time.Duration {
+	now := time.Now()
+	if index != r.appliedSeen || r.appliedSince.IsZero() {
+		r.appliedSeen, r.appliedSince = index, now
+	}
+	return now.Sub(r.appliedSince)
+}
+
 // agentState is what the agent endpoint reports.
 func (r *Replica) agentState() agent.State {
 	r.mu.Lock()
@@ -475,9 +487,7 @@ func (r *Replica) agentState() agent.State {
 		st.ClusterID = agent.ID(e.Server.Cluster().ID())
 		st.MemberID = agent.ID(e.Server.MemberID())
 		st.AppliedIndex = e.Server.AppliedIndex()
-		if st.AppliedIndex == r.appliedSeen && !r.appliedSince.IsZero() {
-			st.AppliedStableMs = time.Since(r.appliedSince).Milliseconds()
-		}
+		st.AppliedStableMs = r.appliedStable(st.AppliedIndex).Milliseconds()
 		st.Leader = agent.ID(e.Server.Leader())
 		if st.Leader != 0 && st.Leader == st.MemberID {
 			cs := r.controller.State()
