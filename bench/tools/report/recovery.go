@@ -359,9 +359,9 @@ func renderRecovery(w func(string, ...any), in string) error {
 	w("vetcd detects this case (the joiner is not ready but already sees its own name and client URLs for 30 ms)\n")
 	w("and restarts its member, which publishes again at once (the restart skips the start-up corruption check of\n")
 	w("data the leader has just sent, and does not wait for the old peer connections to drain); such runs are\n")
-	w("marked \"lost; member restarted\" and\n")
-	w("keep the restart's cost. The verdict is given twice: over all runs, and over the runs without the 7 s timeout\n")
-	w("(the floor without an etcd delay that vetcd avoids; vetcd's runs include their restarts).\n\n")
+	w("marked \"lost; member restarted\" and keep the restart's cost. The verdict is given twice: over all runs, and\n")
+	w("over the runs without the 7 s timeout (the floor without an etcd delay that vetcd avoids; vetcd's runs include\n")
+	w("their restarts).\n\n")
 	w("The detection threshold (`recovery.unresponsiveAfter`, configured %s; `learnerStuckAfter` %s) does not apply to\n",
 		durationLabel(shared["unresponsive_after"]), durationLabel(shared["learner_stuck_after"]))
 	w("this fault: the replica detects its empty data dir itself when it starts, so nothing waits for a threshold,\n")
