@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strconv"
 	"time"
@@ -40,9 +41,21 @@ running 'vetcd up' the count is recorded and the next 'vetcd up' starts N replic
 			if err != nil || n < 1 || n > local.MaxReplicas {
 				return usagef("replica count %q: must be a whole number from 1 to %d", args[0], local.MaxReplicas)
 			}
+			// Every check comes before the write: the running supervisor acts
+			// on the new count at once, so a scale that fails afterwards
+			// would still have scaled.
+			if wait && timeout <= 0 {
+				return usagef("--timeout %s: must be positive with --wait", timeout)
+			}
 			l, err := localLayout(dir)
 			if err != nil {
 				return err
+			}
+			var tlsConfig *tls.Config
+			if wait {
+				if tlsConfig, err = localClientTLS(l); err != nil {
+					return fmt.Errorf("--wait: client certificate of %s: %w", l.Dir, err)
+				}
 			}
 			var from int
 			err = topology.UpdateFile(l.TopologyPath(), func(f *topology.File) error {
@@ -61,10 +74,6 @@ running 'vetcd up' the count is recorded and the next 'vetcd up' starts N replic
 			}
 			if !wait {
 				return nil
-			}
-			tlsConfig, err := localClientTLS(l)
-			if err != nil {
-				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -73,6 +74,10 @@ up fills in each replica's identity, ports, dirs and TLS.`,
 				return fmt.Errorf("find the vetcd binary: %w", err)
 			}
 			sup, err := local.Prepare(opts)
+			var locked *local.LockedError
+			if errors.As(err, &locked) {
+				return usageError{lockedHint(locked)}
+			}
 			if err != nil {
 				return usageError{err}
 			}
@@ -88,4 +93,14 @@ up fills in each replica's identity, ports, dirs and TLS.`,
 	f.IntVar(&opts.BasePort, "base-port", 0, "first port; replica N uses BASE+10N..BASE+10N+3 (default 2379 for a new DIR)")
 	f.StringVar(&logLvl, "log-level", "info", "log level of the supervisor and the replicas: debug, info, warn, error")
 	return cmd
+}
+
+// lockedHint adds to a refused `vetcd up` what to do instead: DIR is
+// already served, so the user wants the running supervisor changed or
+// stopped, not a second one.
+func lockedHint(e *local.LockedError) error {
+	if e.Holder != "vetcd up" {
+		return fmt.Errorf("%w; wait for it to finish, then run vetcd up again", e)
+	}
+	return fmt.Errorf("%w; use `vetcd scale N --dir %s` to change its replica count, or stop it (Ctrl-C) before starting another", e, e.Dir)
 }

@@ -84,9 +84,11 @@ func TestPrepareNewAndResumedDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	sup.Close()
 	// Resuming keeps the count and the ports; another base port is refused.
-	_, err = Prepare(Options{Dir: dir, Base: config.Default()})
+	sup, err = Prepare(Options{Dir: dir, Base: config.Default()})
 	must(t, err)
+	sup.Close()
 	if f, _ := topology.ReadFile(sup.layout.TopologyPath()); f.Desired != 2 {
 		t.Fatalf("resumed desired %d, want 2", f.Desired)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,12 +69,18 @@ type Supervisor struct {
 	exits     chan exit
 	announced int
 	lastCheck time.Time
+	// unlock releases DIR's supervisor lock, taken by Prepare; nil once
+	// released.
+	unlock func()
 }
 
-// Prepare validates everything and sets up DIR (settings, certificates,
-// topology) without starting a process. Bad input returns an error before
-// anything is written.
-func Prepare(opts Options) (*Supervisor, error) {
+// Prepare validates everything, takes DIR's supervisor lock and sets up DIR
+// (settings, certificates, topology) without starting a process. Bad input,
+// and a DIR that a running `vetcd up` or an offline restore holds
+// (*LockedError), return an error before anything is written: a refused
+// command changes nothing (DESIGN.md safety rule 6). The Supervisor holds
+// the lock until Run returns or Close is called.
+func Prepare(opts Options) (_ *Supervisor, err error) {
 	if opts.Dir == "" {
 		return nil, errors.New("--dir: required")
 	}
@@ -103,52 +110,102 @@ func Prepare(opts Options) (*Supervisor, error) {
 	if opts.TermGrace == 0 {
 		opts.TermGrace = opts.Base.Shutdown.LeaveTimeout + 15*time.Second
 	}
-	l := Layout{Dir: abs}
-	s, exists, err := l.ReadSettings()
-	if err != nil {
-		return nil, err
-	}
-	if exists && opts.BasePort != 0 && opts.BasePort != s.BasePort {
-		return nil, fmt.Errorf("--base-port %d: %s was created with base port %d", opts.BasePort, abs, s.BasePort)
-	}
-	if !exists {
-		s = Settings{Host: "127.0.0.1", BasePort: cmpOr(opts.BasePort, DefaultBasePort)}
-	}
-	sup := &Supervisor{
-		opts: opts, layout: l, settings: s, lg: opts.Logger,
-		procs: map[int]*proc{}, nextStart: map[int]time.Time{}, backoff: map[int]time.Duration{},
-		restarts: map[int]int{}, exits: make(chan exit, MaxReplicas),
-	}
-	// Validate a replica's full config before writing anything.
-	if _, err := sup.replicaConfig(0); err != nil {
+	// Check the input against what DIR holds, reading only: bad input is
+	// refused without taking the lock, which may create up.lock.
+	if _, _, err := resolve(opts); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", abs, err)
 	}
+	// The lock comes before the first write: a `vetcd up` already running
+	// on DIR owns its topology, and a second one that rewrote the desired
+	// count before finding the lock would scale the running cluster.
+	unlock, err := Lock(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	// Again under the lock: a `vetcd up` that held it may have created the
+	// cluster meanwhile.
+	sup, exists, err := resolve(opts)
+	if err != nil {
+		return nil, err
+	}
+	sup.unlock = unlock
+	l := sup.layout
 	if !exists {
-		if err := l.writeSettings(s); err != nil {
+		if err := l.writeSettings(sup.settings); err != nil {
 			return nil, err
 		}
 	}
 	if _, err := pki.Ensure(l.PKIDir(), pki.LocalOptions()); err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
-	err = topology.UpdateFile(l.TopologyPath(), func(f *topology.File) error {
-		switch {
-		case opts.Replicas > 0:
-			f.Desired = opts.Replicas
-		case f.Desired == 0:
-			f.Desired = 3
-		}
-		f.Processes = map[int]topology.ProcessState{} // nothing runs yet
-		sup.ensureReplicas(f)
-		return nil
-	})
-	if err != nil {
+	if err := topology.UpdateFile(l.TopologyPath(), sup.resumeTopology); err != nil {
 		return nil, err
 	}
 	return sup, nil
+}
+
+// resolve reads DIR's settings and topology, without writing, and checks
+// opts against them: the supervisor it returns is ready to write DIR.
+// exists is false for a new DIR.
+func resolve(opts Options) (sup *Supervisor, exists bool, err error) {
+	l := Layout{Dir: opts.Dir}
+	s, exists, err := l.ReadSettings()
+	if err != nil {
+		return nil, false, err
+	}
+	if exists && opts.BasePort != 0 && opts.BasePort != s.BasePort {
+		return nil, false, fmt.Errorf("--base-port %d: %s was created with base port %d", opts.BasePort, opts.Dir, s.BasePort)
+	}
+	if !exists {
+		s = Settings{Host: "127.0.0.1", BasePort: cmpOr(opts.BasePort, DefaultBasePort)}
+	}
+	sup = &Supervisor{
+		opts: opts, layout: l, settings: s, lg: opts.Logger,
+		procs: map[int]*proc{}, nextStart: map[int]time.Time{}, backoff: map[int]time.Duration{},
+		restarts: map[int]int{}, exits: make(chan exit, MaxReplicas),
+	}
+	// A replica's full config is valid.
+	if _, err := sup.replicaConfig(0); err != nil {
+		return nil, false, err
+	}
+	// The topology file parses, and what Prepare would write is valid.
+	f, err := topology.ReadFile(l.TopologyPath())
+	if err != nil && !errors.Is(err, topology.ErrNoTopology) {
+		return nil, false, err
+	}
+	if err := sup.resumeTopology(&f); err != nil {
+		return nil, false, err
+	}
+	if err := topology.ValidateReplicas(f.Replicas); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", l.TopologyPath(), err)
+	}
+	return sup, exists, nil
+}
+
+// resumeTopology is Prepare's change to the topology file: the desired
+// count from --replicas (the file's own when not given, 3 for a new DIR),
+// every desired replica listed, and no process running yet.
+func (s *Supervisor) resumeTopology(f *topology.File) error {
+	switch {
+	case s.opts.Replicas > 0:
+		f.Desired = s.opts.Replicas
+	case f.Desired == 0:
+		f.Desired = 3
+	}
+	if f.Desired > MaxReplicas {
+		return fmt.Errorf("%s: desired %d above the local limit %d; set a count with --replicas", s.layout.TopologyPath(), f.Desired, MaxReplicas)
+	}
+	f.Processes = map[int]topology.ProcessState{} // nothing runs yet
+	s.ensureReplicas(f)
+	return nil
 }
 
 func cmpOr(a, b int) int {
@@ -218,11 +275,10 @@ func (s *Supervisor) replicaConfig(i int) (config.Config, error) {
 // Run supervises until ctx ends, then stops every replica (desired ones
 // keep their membership) and returns.
 func (s *Supervisor) Run(ctx context.Context) error {
-	unlock, err := s.lock()
-	if err != nil {
-		return err
+	if s.unlock == nil {
+		return fmt.Errorf("supervise %s: the supervisor was closed; prepare it again", s.layout.Dir)
 	}
-	defer unlock()
+	defer s.Close()
 	f, err := topology.ReadFile(s.layout.TopologyPath())
 	if err != nil {
 		return err
@@ -436,25 +492,85 @@ func (s *Supervisor) stopAll() error {
 	return err
 }
 
-// lock takes DIR's supervisor lock, so two `vetcd up` never run one DIR.
-func (s *Supervisor) lock() (func(), error) { return Lock(s.layout.Dir) }
+// Close releases DIR's supervisor lock without running: for a caller that
+// prepared a supervisor and then decided not to run it. Run closes by
+// itself; Close is safe to call again.
+func (s *Supervisor) Close() {
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
+	}
+}
+
+// LockedError says that another process holds DIR's supervisor lock: a
+// running `vetcd up`, or an offline `vetcd snapshot restore`.
+type LockedError struct {
+	Dir string
+	// PID is the holder's process id, as it wrote it into DIR/up.lock; 0
+	// when unknown.
+	PID int
+	// Holder names the holder's command: "vetcd up" or "vetcd snapshot restore".
+	Holder string
+}
+
+func (e *LockedError) Error() string {
+	pid := "pid unknown"
+	if e.PID > 0 {
+		pid = "pid " + strconv.Itoa(e.PID)
+	}
+	return fmt.Sprintf("another %s (%s) is running on %s", e.Holder, pid, e.Dir)
+}
+
+// lockRetry is how long Lock keeps trying a held lock: Running takes it for
+// an instant to probe, and that probe must not refuse a `vetcd up`.
+const lockRetry = 500 * time.Millisecond
 
 // Lock takes DIR's supervisor lock: held by `vetcd up` while it runs, and
-// by an offline restore so that no `vetcd up` starts meanwhile.
+// by an offline restore so that no `vetcd up` starts meanwhile. A held lock
+// is a *LockedError naming the holder.
 func Lock(dir string) (func(), error) {
 	l := Layout{Dir: dir}
 	f, err := os.OpenFile(l.lockPath(), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(l.lockPath())
+	deadline := time.Now().Add(lockRetry)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if errors.Is(err, syscall.EWOULDBLOCK) {
 		f.Close()
-		return nil, fmt.Errorf("another vetcd up is running on %s (pid %s)", dir, strings.TrimSpace(string(b)))
+		return nil, lockHolder(l)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return func() { f.Close() }, nil
+}
+
+// lockHolder describes the process holding DIR's lock from the pid it
+// wrote and its command line.
+func lockHolder(l Layout) *LockedError {
+	e := &LockedError{Dir: l.Dir, Holder: "vetcd up"}
+	b, _ := os.ReadFile(l.lockPath())
+	e.PID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	if e.PID <= 0 {
+		e.PID = 0
+		return e
+	}
+	cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(e.PID), "cmdline"))
+	args := strings.Split(string(cmdline), "\x00")
+	if slices.Contains(args, "snapshot") && slices.Contains(args, "restore") {
+		e.Holder = "vetcd snapshot restore"
+	}
+	return e
 }
 
 // Running reports whether a `vetcd up` holds DIR's lock.
