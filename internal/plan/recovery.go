@@ -242,7 +242,8 @@ func corruptAction(o ClusterObservation, leader Member, fp string) Action {
 	}
 	first := corruptAlarms(o.Alarms)[0]
 	if r := o.Recovery; r != nil && r.Reason == ReasonCorrupt {
-		return Action{Kind: Disarm, Target: first.MemberID, Alarm: AlarmCorrupt, Fingerprint: fp,
+		m, _ := find(o.Members, first.MemberID)
+		return Action{Kind: Disarm, Target: first.MemberID, TargetName: m.Name, Alarm: AlarmCorrupt, Fingerprint: fp,
 			Reason: fmt.Sprintf("member %x, whose data differed, has been replaced and every voter's hash now agrees%s: the CORRUPT alarm on %s was a false one; disarm it",
 				r.MemberID, summary, on)}
 	}
