@@ -437,9 +437,12 @@ func corruptAlarms(as []plan.Alarm) []plan.Alarm {
 // comparison is kept for as long as the member list and the revision stay
 // (etcd takes no writes under a CORRUPT alarm).
 func (c *Controller) gatherHashes(ctx context.Context, ms []*membership.Member, members []plan.Member, rev func() int64) *plan.HashCheck {
+	// Only members whose status answered in this pass are asked: a hung
+	// one would hold the pass for hashTimeout, and plan treats a missing
+	// hash as unknown anyway.
 	var targets []hashTarget
 	for _, m := range ms {
-		if len(m.ClientURLs) > 0 {
+		if pm, _ := plan.Find(members, uint64(m.ID)); pm.Healthy && len(m.ClientURLs) > 0 {
 			targets = append(targets, hashTarget{id: uint64(m.ID), endpoint: m.ClientURLs[0]})
 		}
 	}
