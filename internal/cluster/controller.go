@@ -13,10 +13,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
@@ -41,6 +43,10 @@ type Pool interface {
 	Status(ctx context.Context, endpoint string, id uint64) (Status, error)
 	Defragment(ctx context.Context, endpoint string) error
 	API(endpoint string) (API, error)
+	// HashKV asks endpoint for member id's keyspace hash at rev; an answer
+	// from another member is an error. etcd's refusals must satisfy
+	// errors.Is against rpctypes.ErrCompacted and rpctypes.ErrFutureRev.
+	HashKV(ctx context.Context, endpoint string, id uint64, rev int64) (*pb.HashKVResponse, error)
 }
 
 // Status is the part of a member's status the controller reads.
@@ -92,9 +98,20 @@ type Controller struct {
 	// caught-up learner is promoted within ~100ms.
 	busy       bool
 	lastReason string
-	last       plan.Action
-	lastAt     time.Time
-	watching   []Watch
+	// lastBlocked says lastReason is a guard's refusal.
+	lastBlocked bool
+	last        plan.Action
+	lastAt      time.Time
+	watching    []Watch
+	// hashes is the last complete hash comparison and what it was taken
+	// on (member list and revision): while a CORRUPT alarm is raised etcd
+	// takes no writes, so it is not gathered again every pass. HashKV
+	// reads a member's whole keyspace.
+	hashes    *plan.HashCheck
+	hashesKey string
+	// unresolved is the reason a CORRUPT alarm is left alone, shown in
+	// State while it lasts.
+	unresolved string
 }
 
 // memberClock remembers, per member, the times plan needs as durations.
@@ -225,6 +242,14 @@ func (c *Controller) State() State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := State{Watching: c.watching}
+	if c.unresolved != "" {
+		// Shown by `vetcd status` among the watched items, which the
+		// agent passes on.
+		st.Watching = append(slices.Clip(st.Watching), Watch{Member: "corruption", Reason: c.unresolved})
+		st.Blocked = c.unresolved
+	} else if c.lastReason != "" && c.lastBlocked {
+		st.Blocked = c.lastReason
+	}
 	if !c.lastAt.IsZero() {
 		st.LastAction = fmt.Sprintf("%s %s", c.last.Kind, c.last.TargetName)
 		st.LastReason, st.LastAt = c.last.Reason, c.lastAt
@@ -249,6 +274,7 @@ func (c *Controller) Reconcile(ctx context.Context) (plan.Action, error) {
 		return plan.Action{}, fmt.Errorf("observe: %w", err)
 	}
 	a := plan.Next(obs)
+	c.noteCorruption(a)
 	if a.Kind == plan.None {
 		c.noteIdle(a)
 		return a, nil
@@ -274,14 +300,40 @@ func (c *Controller) forget() {
 	c.recovery = nil
 	c.compactedRev = 0
 	c.watching = nil
+	c.hashes, c.hashesKey = nil, ""
+	c.unresolved = ""
+	if c.opts.Metrics != nil {
+		c.opts.Metrics.CorruptionUnresolved.Set(0)
+	}
+}
+
+// noteCorruption keeps the vetcd_corruption_unresolved gauge and the
+// status line of a CORRUPT alarm that plan leaves to a person.
+func (c *Controller) noteCorruption(a plan.Action) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unresolved = ""
+	if a.Blocked && a.Recovery == plan.ReasonCorrupt {
+		c.unresolved = a.Reason
+	}
+	v := 0.0
+	if a.NeedsPerson {
+		v = 1
+	}
+	c.opts.Metrics.CorruptionUnresolved.Set(v)
 }
 
 func (c *Controller) noteIdle(a plan.Action) {
 	c.mu.Lock()
 	changed := a.Reason != c.lastReason
-	c.lastReason = a.Reason
+	c.lastReason, c.lastBlocked = a.Reason, a.Blocked
 	c.mu.Unlock()
 	if !changed {
+		return
+	}
+	if a.NeedsPerson {
+		c.opts.Metrics.Actions.WithLabelValues("blocked", "refused").Inc()
+		c.lg.Error("controller stopped: a person must decide", zap.String("reason", a.Reason))
 		return
 	}
 	if a.Blocked {
@@ -356,10 +408,119 @@ func (c *Controller) observe(ctx context.Context, e *embed.Etcd, api API) (plan.
 			o.Members[i].AppliedIndex = s.AppliedIndex()
 		}
 	}
+	if len(corruptAlarms(o.Alarms)) > 0 {
+		o.Hashes = c.gatherHashes(ctx, ms, o.Members, func() int64 { return s.KV().Rev() })
+	}
 	c.tick(&o, time.Now())
 	c.opts.Metrics.Members.WithLabelValues("voter").Set(float64(len(plan.Voters(o.Members))))
 	c.opts.Metrics.Members.WithLabelValues("learner").Set(float64(len(o.Members) - len(plan.Voters(o.Members))))
 	return o, nil
+}
+
+func corruptAlarms(as []plan.Alarm) []plan.Alarm {
+	var out []plan.Alarm
+	for _, a := range as {
+		if a.Name == plan.AlarmCorrupt {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// gatherHashes is the controller's own corruption check, made while a
+// CORRUPT alarm is raised: every member's HashKV at one common revision
+// (the leader's current one), for plan to compare. A member that is
+// behind (ErrFutureRev), compacted past it (ErrCompacted) or answers at
+// another compact revision than the others makes it ask again at the
+// then current revision, a few times; what it has then goes to plan,
+// which waits on an incomplete comparison rather than guess. A complete
+// comparison is kept for as long as the member list and the revision stay
+// (etcd takes no writes under a CORRUPT alarm).
+func (c *Controller) gatherHashes(ctx context.Context, ms []*membership.Member, members []plan.Member, rev func() int64) *plan.HashCheck {
+	// Only members whose status answered in this pass are asked: a hung
+	// one would hold the pass for hashTimeout, and plan treats a missing
+	// hash as unknown anyway.
+	var targets []hashTarget
+	for _, m := range ms {
+		if pm, _ := plan.Find(members, uint64(m.ID)); pm.Healthy && len(m.ClientURLs) > 0 {
+			targets = append(targets, hashTarget{id: uint64(m.ID), endpoint: m.ClientURLs[0]})
+		}
+	}
+	key := fmt.Sprintf("%s@%d", plan.Fingerprint(members), rev())
+	c.mu.Lock()
+	if c.hashesKey == key {
+		hc := c.hashes
+		c.mu.Unlock()
+		return hc
+	}
+	c.mu.Unlock()
+	hc, complete := hashRound(ctx, c.lg, c.opts.Pool, targets, rev, hashRetryPause)
+	if complete && len(targets) == len(members) {
+		c.mu.Lock()
+		c.hashes, c.hashesKey = hc, fmt.Sprintf("%s@%d", plan.Fingerprint(members), hc.Revision)
+		c.mu.Unlock()
+	}
+	return hc
+}
+
+type hashTarget struct {
+	id       uint64
+	endpoint string
+}
+
+const (
+	// hashAttempts bounds how often hashRound asks again at a newer
+	// revision.
+	hashAttempts = 5
+	// hashRetryPause is the wait before asking again: a follower a few
+	// entries behind catches up in milliseconds.
+	hashRetryPause = 200 * time.Millisecond
+	// hashTimeout bounds one member's HashKV, which reads its whole
+	// keyspace (about 3.7 s for 1 GiB, see internal/replica/etcd.go).
+	hashTimeout = 15 * time.Second
+)
+
+// hashRound asks every target for its hash at one revision, the current
+// one from rev, and asks again at a newer one while a member cannot answer
+// at it. It reports whether every target answered at one compact
+// revision.
+func hashRound(ctx context.Context, lg *zap.Logger, pool Pool, targets []hashTarget, rev func() int64, pause time.Duration) (*plan.HashCheck, bool) {
+	var hc *plan.HashCheck
+	for attempt := 1; ; attempt++ {
+		r := rev()
+		hc = &plan.HashCheck{Revision: r}
+		answers := make([]*pb.HashKVResponse, len(targets))
+		errs := make([]error, len(targets))
+		var wg sync.WaitGroup
+		for i, t := range targets {
+			wg.Go(func() {
+				hctx, cancel := context.WithTimeout(ctx, hashTimeout)
+				defer cancel()
+				answers[i], errs[i] = pool.HashKV(hctx, t.endpoint, t.id, r)
+			})
+		}
+		wg.Wait()
+		again := false
+		compacts := map[int64]bool{}
+		for i, t := range targets {
+			if err := errs[i]; err != nil {
+				again = again || errors.Is(err, rpctypes.ErrFutureRev) || errors.Is(err, rpctypes.ErrCompacted)
+				lg.Debug("member hash unknown", zap.String("member-id", fmt.Sprintf("%x", t.id)), zap.Int64("revision", r), zap.Error(err))
+				continue
+			}
+			hc.Hashes = append(hc.Hashes, plan.MemberHash{MemberID: t.id, Hash: answers[i].GetHash(), CompactRevision: answers[i].GetCompactRevision()})
+			compacts[answers[i].GetCompactRevision()] = true
+		}
+		again = again || len(compacts) > 1
+		if !again || attempt == hashAttempts {
+			return hc, !again && len(hc.Hashes) == len(targets)
+		}
+		select {
+		case <-ctx.Done():
+			return hc, false
+		case <-time.After(pause):
+		}
+	}
 }
 
 // tick advances the per-member clocks and fills the durations plan reads.
@@ -418,7 +579,11 @@ func (c *Controller) tick(o *plan.ClusterObservation, now time.Time) {
 		}
 	}
 	for _, a := range o.Alarms {
-		watching = append(watching, Watch{Member: fmt.Sprintf("%x", a.MemberID), Reason: a.Name + " alarm"})
+		w := Watch{Member: fmt.Sprintf("%x", a.MemberID), Reason: a.Name + " alarm"}
+		if a.MemberID == 0 {
+			w = Watch{Member: "cluster", Reason: "cluster-wide " + a.Name + " alarm (member 0)"}
+		}
+		watching = append(watching, w)
 	}
 	c.watching = watching
 

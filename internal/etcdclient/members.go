@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vetcd/vetcd/internal/plan"
@@ -110,4 +111,24 @@ func (p *Pool) Defragment(ctx context.Context, endpoint string) error {
 		return fmt.Errorf("defragment %s: %w", endpoint, err)
 	}
 	return nil
+}
+
+// HashKV asks member id at endpoint for the hash of its keyspace at rev
+// (etcd's HashKV), over the pooled connection. An answer from another
+// member is an error, as in MemberStatus. etcd's refusals come back as
+// rpctypes' client-side errors (ErrCompacted, ErrFutureRev), so callers
+// can tell them apart with errors.Is.
+func (p *Pool) HashKV(ctx context.Context, endpoint string, id uint64, rev int64) (*pb.HashKVResponse, error) {
+	c, err := p.Get(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := pb.NewMaintenanceClient(c.ActiveConnection()).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
+	if err != nil {
+		return nil, fmt.Errorf("hash of %s at revision %d: %w", endpoint, rev, rpctypes.Error(err))
+	}
+	if got := resp.GetHeader().GetMemberId(); got != id {
+		return nil, fmt.Errorf("hash of %s: %w %x, not %x", endpoint, ErrOtherMember, got, id)
+	}
+	return resp, nil
 }

@@ -26,6 +26,11 @@ type Metrics struct {
 	Desired prometheus.Gauge
 	// Members counts members by role (voter, learner) as the leader sees them.
 	Members *prometheus.GaugeVec
+	// CorruptionUnresolved is 1 while a CORRUPT alarm is raised that the
+	// leader's controller will not resolve by itself: etcd's cluster-wide
+	// alarm (member 0), or members' hashes with no majority agreeing. Only
+	// a person can pick the data to keep; alert on it.
+	CorruptionUnresolved prometheus.Gauge
 	// Ready is 1 while this replica's member serves with quorum.
 	Ready prometheus.Gauge
 	// Scheduled snapshots: last success time, duration and size, failures.
@@ -63,6 +68,10 @@ func New() *Metrics {
 			Name: "vetcd_members",
 			Help: "Members by role, as observed by the leader's controller.",
 		}, []string{"role"}),
+		CorruptionUnresolved: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vetcd_corruption_unresolved",
+			Help: "1 while a CORRUPT alarm is raised that vetcd will not resolve by itself (cluster-wide alarm, or no majority of members' hashes agrees): a person must decide.",
+		}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vetcd_ready",
 			Help: "1 while this replica's member serves with quorum.",
@@ -84,7 +93,7 @@ func New() *Metrics {
 		Name: "vetcd_snapshot_failures_total",
 		Help: "Scheduled snapshots that failed on this replica.",
 	})
-	m.Registry.MustRegister(m.Decisions, m.Actions, m.Rebuilds, m.Recoveries, m.Desired, m.Members, m.Ready,
+	m.Registry.MustRegister(m.Decisions, m.Actions, m.Rebuilds, m.Recoveries, m.Desired, m.Members, m.CorruptionUnresolved, m.Ready,
 		m.SnapshotLastSuccess, m.SnapshotDuration, m.SnapshotSize, m.SnapshotFailures)
 	return m
 }

@@ -61,8 +61,14 @@ type Action struct {
 	// Fingerprint is the member list the action was decided on. The actor
 	// re-reads the list and refuses to act if it changed.
 	Fingerprint string
-	// Recovery is set when the action recovers from a failure.
+	// Recovery is set when the action recovers from a failure; on a
+	// blocked action, it names the failure whose recovery is held back
+	// (ReasonCorrupt: a CORRUPT alarm stays unresolved).
 	Recovery Reason
+	// NeedsPerson marks a blocked action that vetcd will not resolve by
+	// itself, whatever it observes next: only a person can (a cluster-wide
+	// CORRUPT alarm, hashes with no majority).
+	NeedsPerson bool
 	// Alarm is the alarm to disarm (Disarm).
 	Alarm string
 	// Revision is the revision to compact to (Compact).
@@ -100,6 +106,12 @@ type ClusterObservation struct {
 	NoSpaceCompacted bool
 	// QuotaBytes is the backend quota (--quota-backend-bytes).
 	QuotaBytes int64
+	// Hashes is the controller's own comparison of the members' keyspace
+	// hashes, gathered while a CORRUPT alarm is raised; nil when it was not
+	// gathered. A CORRUPT alarm is acted on only through it (see
+	// corruptAction): etcd's periodic check alarms whichever member differs
+	// from the leader, which is the healthy one when the leader is corrupt.
+	Hashes *HashCheck
 }
 
 func act(k ActionKind, m Member, fp, format string, args ...any) Action {
