@@ -95,32 +95,50 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	if err != nil {
 		return err
 	}
+	rec, _, err := plan.ParseRecord(f.ClusterRecord)
+	if err != nil {
+		return fmt.Errorf("%s: %w; nothing was changed", l.TopologyPath(), err)
+	}
 	stamp := time.Now().UTC().Format("20060102T150405")
 	var aside []string
+	var served int64 // the highest revision any replica's data reached
 	for _, r := range f.Replicas {
 		data := l.DataDir(r.Ordinal)
 		if _, err := os.Stat(data); errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if info := replica.InspectData(lg, data); info.State == plan.DataValid {
+			served = max(served, info.Revision)
 		}
 		dst := data + ".pre-restore-" + stamp
 		if err := os.Rename(data, dst); err != nil {
 			return fmt.Errorf("move %s aside: %w", data, err)
 		}
 		aside = append(aside, dst)
-		for _, marker := range []string{"left.json", "rebuild.json"} {
+		for _, marker := range []string{"left.json", "rebuild.json", "generation.json"} {
 			_ = os.Remove(filepath.Join(l.ReplicaDir(r.Ordinal), marker))
 		}
 	}
 
 	// 4. Restore into ordinal 0.
 	r0 := settings.Replica(0)
-	if err := snapshot.RestoreNewCluster(lg, db, snapshot.Member{Name: r0.Name, PeerURL: r0.PeerURL, DataDir: l.DataDir(0)}); err != nil {
+	// Above every revision served, so that watchers relist rather than see
+	// the revision go backwards (safety rule 7), even on a second restore
+	// of the same snapshot.
+	bump := plan.NextBump(rec, served, db.Revision, snapshot.RevisionBump)
+	if err := snapshot.RestoreNewCluster(lg, db, snapshot.Member{Name: r0.Name, PeerURL: r0.PeerURL, DataDir: l.DataDir(0), Bump: bump}); err != nil {
 		return fmt.Errorf("%w (the old data is kept in %v)", err, aside)
 	}
 	info := replica.InspectData(lg, l.DataDir(0))
-	record := plan.RestoredRecord(info.ClusterID, o.Source, 0, db.Revision, snapshot.RevisionBump, time.Now().UTC().Format(time.RFC3339))
 	if err := topology.UpdateFile(l.TopologyPath(), func(f *topology.File) error {
-		f.ClusterRecord = record
+		// Under the file's lock, from the record as it is now: the
+		// replicas are stopped, but a record changed since it was read
+		// above is kept, not overwritten.
+		cur, _, err := plan.ParseRecord(f.ClusterRecord)
+		if err != nil {
+			return err
+		}
+		f.ClusterRecord = plan.RestoredRecord(cur, info.ClusterID, info.MemberID, "vetcd snapshot restore", o.Source, db.Revision, bump, time.Now()).Encode()
 		f.Paused = false
 		return nil
 	}); err != nil {

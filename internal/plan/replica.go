@@ -3,7 +3,6 @@ package plan
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -124,6 +123,10 @@ type Local struct {
 	Revision int64
 	// CompactRevision is the data's last compaction (etcd down only).
 	CompactRevision int64
+	// Generation is the cluster generation this member's data belongs to,
+	// from the marker written when the member joined, founded, rebuilt or
+	// restored (0: no marker for this member).
+	Generation uint64
 	// RebuiltFrom is the Fingerprint of the member list this member was
 	// already force-rebuilt from ("" if never): a rebuild happens once.
 	RebuiltFrom string
@@ -201,10 +204,13 @@ type ReplicaObservation struct {
 	Peers []Peer
 	// Cluster is the live cluster, if one answered.
 	Cluster Cluster
-	// ClusterRecord is the bootstrap guard: "" means no cluster was ever
-	// founded here. It also carries a pending restore request and the ID
-	// of the cluster that was founded last (see restore.go).
-	ClusterRecord string
+	// Record is the cluster record (record.go): the bootstrap guard, the
+	// current generation every replica's data is checked against before
+	// it serves, and the exclusive claim in flight.
+	Record Record
+	// Now is the time of the observation; only claims' ages are measured
+	// against it.
+	Now time.Time
 	// Gone holds, per ordinal, whether that replica is confirmed not
 	// running (process exited, pod deleted).
 	Gone map[int]bool
@@ -243,8 +249,17 @@ func decide(m Mode, format string, args ...any) ReplicaDecision {
 // A replica whose ordinal is at or above the desired count never joins: it
 // is on its way out.
 func ReplicaNext(o ReplicaObservation) ReplicaDecision {
-	if req, ok := ParseRestoreRequest(o.ClusterRecord); ok {
-		return restoreNext(o, req)
+	rec := o.Record
+	if cl := rec.Claim; cl != nil {
+		switch {
+		case cl.Kind == ClaimRestore:
+			return restoreNext(o, *cl)
+		case cl.Kind == ClaimRebuild && cl.Holder != o.Ordinal && !claimStale(o, *cl):
+			if o.Local.Running && o.Local.Leader != 0 {
+				return decide(Keep, "running; replica %d holds a rebuild claim", cl.Holder)
+			}
+			return decide(Wait, "replica %d holds the rebuild claim (since %s); only it acts until it finishes", cl.Holder, cl.At.UTC().Format(time.RFC3339))
+		}
 	}
 	surplus := o.Ordinal >= o.Desired
 	c := o.Cluster
@@ -255,10 +270,24 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 				return d
 			}
 		}
-		if id, ok := RecordClusterID(o.ClusterRecord); ok && id != o.Local.ClusterID && !o.Local.Running && !c.Reachable {
-			// The cluster was founded anew (a restore) since this data was
-			// written: starting it would bring the old cluster back.
-			return decide(Wait, "data belongs to cluster %x, but cluster %x was founded since; waiting for it to answer to rejoin, keeping the data", o.Local.ClusterID, id)
+		switch v, _ := GenerationVerdict(rec, o.Local.ClusterID, o.Local.MemberID, o.Local.Generation); v {
+		case Superseded:
+			return supersededNext(o)
+		case OtherCluster:
+			if o.Local.Running {
+				return decide(Halt, "this member runs data of cluster %x, but the record names cluster %x: stopping it so that the old cluster never serves beside the recorded one", o.Local.ClusterID, rec.ClusterID)
+			}
+			if !c.Reachable {
+				// The cluster was founded anew (a restore) since this data
+				// was written: starting it would bring the old cluster back.
+				return decide(Wait, "data belongs to cluster %x, but cluster %x was founded since; waiting for it to answer to rejoin, keeping the data", o.Local.ClusterID, rec.ClusterID)
+			}
+		}
+		if c.Reachable && c.ClusterID != o.Local.ClusterID && rec.Founded() && uint64(rec.ClusterID) == o.Local.ClusterID {
+			// Finding 7: this data is of the recorded cluster; whatever
+			// answers instead was founded by mistake and must not take
+			// the data's place.
+			return decide(Wait, "data belongs to the recorded cluster %x, but cluster %x answers; never rejoining a cluster the record does not name, keeping the data", o.Local.ClusterID, c.ClusterID)
 		}
 		if c.Reachable && c.ClusterID != o.Local.ClusterID {
 			if surplus {
@@ -329,6 +358,15 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 		return decide(Wait, "no data and ordinal %d is not desired (desired %d)", o.Ordinal, o.Desired)
 	}
 	if c.Reachable {
+		switch {
+		case rec.Founded() && c.ClusterID != uint64(rec.ClusterID):
+			return decide(Wait, "no data; cluster %x answers, but the record names cluster %x; never joining a cluster the record does not name", c.ClusterID, rec.ClusterID)
+		case !rec.Founded() && rec.Claim != nil && rec.Claim.Kind == ClaimFound:
+			// Finding 7: until the founder has recorded its cluster, a
+			// replica that joined it could later be lost to a second
+			// founding.
+			return decide(Wait, "no data; cluster %x answers, but replica %d has not recorded its founding yet; waiting for the record before joining", c.ClusterID, rec.Claim.Holder)
+		}
 		return decide(Join, "no data; cluster %x is live", c.ClusterID)
 	}
 	for _, p := range o.Peers {
@@ -336,11 +374,17 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 			return decide(Wait, "no data, and replica %d holds data of cluster %x but no quorum answers; never founding a second cluster", p.Ordinal, p.ClusterID)
 		}
 	}
-	if o.ClusterRecord != "" {
-		return decide(Wait, "no data, and a cluster was founded here (%s) but no member answers; never founding a second cluster (if every replica lost its data, restore a snapshot)", o.ClusterRecord)
+	if rec.Founded() || rec.Generation > 0 {
+		return decide(Wait, "no data, and cluster %x was founded here (generation %d) but no member answers; never founding a second cluster (if every replica lost its data, restore a snapshot)", rec.ClusterID, rec.Generation)
 	}
 	if o.Ordinal != 0 {
 		return decide(Wait, "no cluster yet; waiting for ordinal 0 to found it")
+	}
+	if rec.Claim != nil && rec.Claim.Holder != o.Ordinal {
+		return decide(Wait, "replica %d holds a %s claim; not founding beside it", rec.Claim.Holder, rec.Claim.Kind)
+	}
+	if rec.Claim != nil {
+		return decide(Bootstrap, "no data, no peer holds data, and this replica's founding never started etcd: founding again")
 	}
 	return decide(Bootstrap, "no data, no cluster record, no peer holds data")
 }
@@ -436,17 +480,6 @@ func rebuildCheck(o ReplicaObservation) (ReplicaDecision, bool) {
 		o.Desired, len(desired), len(voters), Quorum(len(voters)), l.AppliedIndex), true
 }
 
-// FoundingPrefix starts a cluster record written as an intent, before the
-// founding member has started. Such a record does not block a retried
-// bootstrap of ordinal 0: the founding did not complete.
-const FoundingPrefix = "founding "
-
-// RecordFounded reports whether a cluster record says a cluster was
-// founded (not merely about to be).
-func RecordFounded(record string) bool {
-	return record != "" && !strings.HasPrefix(record, FoundingPrefix)
-}
-
 // peersHoldQuorum reports whether the desired peers running etcd on this
 // replica's cluster are a quorum of the desired replicas by themselves.
 func peersHoldQuorum(o ReplicaObservation) bool {
@@ -457,4 +490,105 @@ func peersHoldQuorum(o ReplicaObservation) bool {
 		}
 	}
 	return n >= Quorum(o.Desired)
+}
+
+// supersededNext decides for data of a generation that a rebuild or restore
+// replaced (GenerationVerdict): it never serves again. A running member
+// stops; stopped data is moved aside when the current cluster answers (the
+// replica rejoins it as a new member), and kept until then.
+func supersededNext(o ReplicaObservation) ReplicaDecision {
+	l, rec := o.Local, o.Record
+	what := fmt.Sprintf("data of member %x is of generation %d of cluster %x, superseded by generation %d (%s)",
+		l.MemberID, l.Generation, l.ClusterID, rec.Generation, madeHow(rec))
+	switch {
+	case l.Running:
+		return decide(Halt, "%s: stopping it so that it never serves again", what)
+	case o.Ordinal >= o.Desired:
+		return decide(Wait, "%s; surplus replica, not rejoining", what)
+	case o.Cluster.Reachable && o.Cluster.ClusterID == uint64(rec.ClusterID):
+		return decide(Rejoin, "%s: rejoining the current generation with fresh data", what)
+	}
+	return decide(Wait, "%s; waiting for the current cluster to answer to rejoin it, keeping the data", what)
+}
+
+func madeHow(rec Record) string {
+	if rec.Made == nil {
+		return "unknown"
+	}
+	if rec.Made.By != "" {
+		return string(rec.Made.How) + " by " + rec.Made.By
+	}
+	return string(rec.Made.How)
+}
+
+// claimStale applies ClaimStale to the observation's view of the holder.
+func claimStale(o ReplicaObservation, c Claim) bool {
+	var holder Peer
+	for _, p := range o.Peers {
+		if p.Ordinal == c.Holder {
+			holder = p
+		}
+	}
+	return ClaimStale(c, holder, o.Gone[c.Holder], o.Now)
+}
+
+// FinishClaim returns the record that completes or releases this replica's
+// own claim, and true, when the claim's work is done or can no longer
+// happen:
+//
+//   - found: etcd runs on the founded cluster; the record names it as
+//     generation 1 with this member.
+//   - rebuild: the forced start ran (this member is the only voter of the
+//     claimed member's cluster); the record starts the next generation
+//     with this member. If instead a leader came back with other voters,
+//     the rebuild is no longer needed and the claim is released.
+//
+// A restore claim is completed by the restore itself, which knows the
+// snapshot's revision and bump.
+func FinishClaim(o ReplicaObservation, name string) (Record, bool) {
+	rec, l := o.Record, o.Local
+	c := rec.Claim
+	if c == nil || c.Holder != o.Ordinal || !l.Running {
+		return rec, false
+	}
+	next := rec
+	next.Claim = nil
+	switch c.Kind {
+	case ClaimFound:
+		if l.Leader == 0 {
+			return rec, false
+		}
+		next.ClusterID, next.Generation = ID(l.ClusterID), max(rec.Generation, 0)+1
+		next.Members = []ID{ID(l.MemberID)}
+		next.Made = &Made{How: OriginFounded, By: name, At: o.Now}
+		return next, true
+	case ClaimRebuild:
+		voters := Voters(l.Members)
+		if l.MemberID == uint64(c.Member) && len(voters) == 1 && voters[0].ID == l.MemberID && l.Leader == l.MemberID {
+			next.Generation = rec.Generation + 1
+			next.Members = []ID{ID(l.MemberID)}
+			next.Made = &Made{How: OriginRebuilt, By: name, At: o.Now, FromMember: ID(l.MemberID), AppliedIndex: l.AppliedIndex}
+			return next, true
+		}
+		if l.Leader != 0 && len(voters) > 1 {
+			return next, true // quorum came back: nothing to rebuild
+		}
+	}
+	return rec, false
+}
+
+// MarkerGeneration returns the generation to write in this member's marker
+// and true when it differs from the marker's: a running member of the
+// current generation whose marker is missing or behind (the founder, the
+// rebuild's survivor, data adopted from a converted record).
+func MarkerGeneration(o ReplicaObservation) (uint64, bool) {
+	l := o.Local
+	if !l.Running || l.Leader == 0 || !o.Record.Founded() {
+		return 0, false
+	}
+	v, gen := GenerationVerdict(o.Record, l.ClusterID, l.MemberID, l.Generation)
+	if v != Current || gen == 0 || gen == l.Generation {
+		return 0, false
+	}
+	return gen, true
 }

@@ -89,7 +89,7 @@ func TestReplicaNext(t *testing.T) {
 		},
 		{
 			name: "empty ordinal 0 joins the live cluster instead of bootstrapping",
-			o:    ReplicaObservation{Ordinal: 0, Desired: 3, Cluster: reachable(voter(1), voter(2)), ClusterRecord: "cluster c1"},
+			o:    ReplicaObservation{Ordinal: 0, Desired: 3, Cluster: reachable(voter(1), voter(2)), Record: founded(cid)},
 			want: Join,
 		},
 		{
@@ -100,7 +100,7 @@ func TestReplicaNext(t *testing.T) {
 		},
 		{
 			name:   "empty ordinal 0 never bootstraps when a cluster record exists",
-			o:      ReplicaObservation{Ordinal: 0, Desired: 1, ClusterRecord: "cluster c1 founded"},
+			o:      ReplicaObservation{Ordinal: 0, Desired: 1, Record: founded(cid)},
 			want:   Wait,
 			reason: "restore a snapshot",
 		},
@@ -427,8 +427,8 @@ func TestReplicaNextNeverTwoClusters(t *testing.T) {
 		for desired := 0; desired < 5; desired++ {
 			for _, peerData := range []bool{false, true} {
 				for _, live := range []bool{false, true} {
-					for _, rec := range []string{"", "cluster c1"} {
-						o := ReplicaObservation{Ordinal: ord, Desired: desired, ClusterRecord: rec}
+					for _, rec := range []Record{{}, founded(cid), {Claim: &Claim{Kind: ClaimFound, Holder: 1}}, {Claim: &Claim{Kind: ClaimRestore, Holder: 2}}} {
+						o := ReplicaObservation{Ordinal: ord, Desired: desired, Record: rec}
 						if peerData {
 							o.Peers = []Peer{peer((ord+1)%4, 1)}
 						}
@@ -439,8 +439,8 @@ func TestReplicaNextNeverTwoClusters(t *testing.T) {
 						if d.Mode != Bootstrap {
 							continue
 						}
-						if ord != 0 || peerData || live || rec != "" || desired == 0 {
-							t.Errorf("bootstrap with ordinal=%d desired=%d peerData=%v live=%v record=%q", ord, desired, peerData, live, rec)
+						if ord != 0 || peerData || live || !rec.Empty() || desired == 0 {
+							t.Errorf("bootstrap with ordinal=%d desired=%d peerData=%v live=%v record=%+v", ord, desired, peerData, live, rec)
 						}
 					}
 				}
@@ -449,10 +449,8 @@ func TestReplicaNextNeverTwoClusters(t *testing.T) {
 	}
 }
 
-func TestRecordFounded(t *testing.T) {
-	for rec, want := range map[string]bool{"": false, FoundingPrefix + "vetcd-0 at now": false, "cluster c1 founded by vetcd-0": true} {
-		if got := RecordFounded(rec); got != want {
-			t.Errorf("RecordFounded(%q) = %v, want %v", rec, got, want)
-		}
-	}
+// founded is the record of cluster id, generation 1, founded by member
+// 0x10 (ordinal 0).
+func founded(id uint64) Record {
+	return Record{ClusterID: ID(id), Generation: 1, Members: []ID{0x10}, Made: &Made{How: OriginFounded, By: "vetcd-0"}}
 }

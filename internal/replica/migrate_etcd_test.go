@@ -215,7 +215,7 @@ func TestFoundFromUnreachableEtcd(t *testing.T) {
 		t.Fatalf("data dir written: %v", entries)
 	}
 	record, err := topology.NewStatic(tr.topo, topology.Replica{}).ClusterRecord(t.Context())
-	if err != nil || plan.RecordFounded(record) {
+	if rec, _, perr := plan.ParseRecord(record); err != nil || perr != nil || rec.Founded() {
 		t.Fatalf("cluster record %q (%v): a cluster was founded without its data", record, err)
 	}
 }

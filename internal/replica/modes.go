@@ -40,13 +40,17 @@ func (r *Replica) restart(ctx context.Context) error {
 	return nil
 }
 
-// bootstrap founds a new one-member cluster. The cluster record is written
-// first as an intent and then with the cluster ID, so that an empty ordinal
-// 0 can never found a second cluster later.
-func (r *Replica) bootstrap(ctx context.Context) error {
-	now := time.Now().UTC().Format(time.RFC3339)
-	if err := r.topo.SetClusterRecord(ctx, plan.FoundingPrefix+r.self.Name+" at "+now); err != nil {
-		return fmt.Errorf("bootstrap: write cluster record: %w", err)
+// bootstrap founds a new one-member cluster. It first claims the founding
+// in the cluster record (compare-and-swap from an empty record, or from its
+// own unfinished claim), so that no second founding can start, then records
+// the cluster as generation 1 once its member serves; a failure in between
+// is finished by finishClaim on a later pass.
+func (r *Replica) bootstrap(ctx context.Context, rec plan.Record, raw string) error {
+	if rec.Claim == nil || rec.Claim.Holder != r.self.Ordinal || rec.Claim.Kind != plan.ClaimFound {
+		var err error
+		if rec, raw, err = r.claim(ctx, rec, raw, plan.Claim{Kind: plan.ClaimFound}); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
 	}
 	token := make([]byte, 8)
 	_, _ = rand.Read(token)
@@ -61,17 +65,23 @@ func (r *Replica) bootstrap(ctx context.Context) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	r.setEtcd(e)
-	id := e.Server.Cluster().ID()
-	record := fmt.Sprintf("cluster %s founded by %s at %s", id, r.self.Name, now)
-	if err := r.topo.SetClusterRecord(ctx, record); err != nil {
-		return fmt.Errorf("bootstrap: write cluster record: %w", err)
+	id, member := uint64(e.Server.Cluster().ID()), uint64(e.Server.MemberID())
+	if err := r.markers.writeGeneration(member, id, 1, time.Now()); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
 	}
-	r.lg.Info("founded a new cluster", zap.String("cluster-id", id.String()))
+	next := rec
+	next.Claim = nil
+	next.ClusterID, next.Generation, next.Members = plan.ID(id), 1, []plan.ID{plan.ID(member)}
+	next.Made = &plan.Made{How: plan.OriginFounded, By: r.self.Name, At: time.Now().UTC()}
+	if err := r.swapRecord(ctx, raw, next); err != nil {
+		return fmt.Errorf("bootstrap: record the founded cluster (retried on the next pass): %w", err)
+	}
+	r.lg.Info("founded a new cluster", zap.String("cluster-id", fmt.Sprintf("%x", id)), zap.Uint64("generation", 1))
 	return nil
 }
 
 // rejoin moves the data dir aside and joins with a clean one.
-func (r *Replica) rejoin(ctx context.Context, c plan.Cluster, reason string) error {
+func (r *Replica) rejoin(ctx context.Context, c plan.Cluster, gen uint64, reason string) error {
 	r.stopEtcd()
 	dst, err := moveAside(r.cfg.DataDir, reason, keepAside, time.Now())
 	if err != nil {
@@ -87,13 +97,14 @@ func (r *Replica) rejoin(ctx context.Context, c plan.Cluster, reason string) err
 	r.startFailures, r.startError = 0, ""
 	r.mu.Unlock()
 	r.metrics.Recoveries.WithLabelValues("rejoin").Inc()
-	return r.join(ctx, c)
+	return r.join(ctx, c, gen)
 }
 
 // join adds this replica as a learner and starts etcd with an empty data
 // dir. Transient refusals are retried here, in-process; a join that cannot
-// finish returns an error and the loop decides again.
-func (r *Replica) join(ctx context.Context, c plan.Cluster) error {
+// finish returns an error and the loop decides again. The new member's data
+// is marked with gen, the record's generation the join was decided on.
+func (r *Replica) join(ctx context.Context, c plan.Cluster, gen uint64) error {
 	var endpoints []string
 	for _, m := range c.Members {
 		if m.Started && m.PeerURL != r.cfg.PeerURL {
@@ -127,7 +138,12 @@ func (r *Replica) join(ctx context.Context, c plan.Cluster) error {
 		e, err := r.startEtcd(ctx, startSpec{initialCluster: initial, existing: true, waitReady: true, watchPublish: true})
 		if err == nil {
 			r.setEtcd(e)
-			r.lg.Info("joined the cluster as a learner", zap.String("member-id", e.Server.MemberID().String()))
+			if gen != 0 {
+				if err := r.markers.writeGeneration(uint64(e.Server.MemberID()), uint64(e.Server.Cluster().ID()), gen, time.Now()); err != nil {
+					return fmt.Errorf("join: %w", err)
+				}
+			}
+			r.lg.Info("joined the cluster as a learner", zap.String("member-id", e.Server.MemberID().String()), zap.Uint64("generation", gen))
 			return nil
 		}
 		if !isMemberCountUnequal(err) || attempt == attempts {
@@ -259,9 +275,20 @@ func sleep(ctx context.Context, d time.Duration) error {
 // WARNING: ForceNewCluster discards the other members. plan.ReplicaNext
 // allows it only when the scale-down broke quorum, every surplus replica is
 // confirmed gone, and this member holds the highest applied index of the
-// desired survivors. A marker beside the data dir records the forced start
-// so that it happens once per member list.
-func (r *Replica) rebuild(ctx context.Context, obs plan.ReplicaObservation, reason string) error {
+// desired survivors. It first claims the rebuild in the cluster record
+// (compare-and-swap), so that of two survivors deciding at once only one
+// forces (finding 2); once the forced member leads alone, the record starts
+// the next generation with it, and data of the dropped members can never
+// serve again (finding 1). A marker beside the data dir records the forced
+// start so that it happens once per member list.
+func (r *Replica) rebuild(ctx context.Context, obs plan.ReplicaObservation, raw, reason string) error {
+	rec := obs.Record
+	if c := rec.Claim; c == nil || c.Kind != plan.ClaimRebuild || c.Holder != r.self.Ordinal {
+		var err error
+		if rec, raw, err = r.claim(ctx, rec, raw, plan.Claim{Kind: plan.ClaimRebuild, Member: plan.ID(obs.Local.MemberID), FromMembers: plan.Fingerprint(obs.Local.Members)}); err != nil {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+	}
 	m := rebuildMarker{
 		MemberID:    fmt.Sprintf("%x", obs.Local.MemberID),
 		ClusterID:   fmt.Sprintf("%x", obs.Local.ClusterID),
@@ -285,8 +312,19 @@ func (r *Replica) rebuild(ctx context.Context, obs plan.ReplicaObservation, reas
 	if err := r.markers.writeRebuild(m); err != nil {
 		return fmt.Errorf("rebuild: write marker: %w", err)
 	}
+	next := rec
+	next.Claim = nil
+	next.Generation = rec.Generation + 1
+	next.Members = []plan.ID{plan.ID(obs.Local.MemberID)}
+	next.Made = &plan.Made{How: plan.OriginRebuilt, By: r.self.Name, At: time.Now().UTC(), FromMember: plan.ID(obs.Local.MemberID), AppliedIndex: obs.Local.AppliedIndex}
+	if err := r.markers.writeGeneration(obs.Local.MemberID, obs.Local.ClusterID, next.Generation, time.Now()); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	if err := r.swapRecord(ctx, raw, next); err != nil {
+		return fmt.Errorf("rebuild: record generation %d (retried on the next pass): %w", next.Generation, err)
+	}
 	r.metrics.Rebuilds.Inc()
-	r.lg.Warn("rebuild complete: this member is the only voter; desired replicas rejoin as learners",
-		zap.String("cluster-id", e.Server.Cluster().ID().String()))
+	r.lg.Warn("rebuild complete: this member is the only voter of a new generation; desired replicas rejoin as learners",
+		zap.String("cluster-id", e.Server.Cluster().ID().String()), zap.Uint64("generation", next.Generation))
 	return nil
 }

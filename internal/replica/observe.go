@@ -28,27 +28,27 @@ func directory(ctx context.Context, topo topology.Source) (Directory, error) {
 }
 
 // observe gathers everything plan.ReplicaNext needs.
-func (r *Replica) observe(ctx context.Context) (plan.ReplicaObservation, error) {
-	o := plan.ReplicaObservation{Ordinal: r.self.Ordinal, RebuildAfter: r.rebuildAfter, Gone: map[int]bool{}}
+// It also returns the stored text of the cluster record, for a later
+// compare-and-swap.
+func (r *Replica) observe(ctx context.Context) (o plan.ReplicaObservation, rawRecord string, err error) {
+	o = plan.ReplicaObservation{Ordinal: r.self.Ordinal, RebuildAfter: r.rebuildAfter, Gone: map[int]bool{}, Now: time.Now()}
 	desired, err := r.topo.Desired(ctx)
 	if err != nil {
-		return o, err
+		return o, "", err
 	}
 	o.Desired = desired
 	r.metrics.Desired.Set(float64(desired))
 	dir, err := directory(ctx, r.topo)
 	if err != nil {
-		return o, err
+		return o, "", err
 	}
-	record, err := r.topo.ClusterRecord(ctx)
+	o.Record, rawRecord, err = r.readRecord(ctx)
 	if err != nil {
-		return o, err
-	}
-	if plan.RecordFounded(record) {
-		o.ClusterRecord = record
+		return o, rawRecord, fmt.Errorf("cluster record: %w", err)
 	}
 
 	o.Local = r.observeLocal(dir)
+	o.Local.Generation = r.markers.generation(o.Local.MemberID, o.Local.ClusterID)
 	running := o.Local.Running
 
 	// Ordinals that matter: the desired ones and every member's.
@@ -71,7 +71,7 @@ func (r *Replica) observe(ctx context.Context) (plan.ReplicaObservation, error) 
 	for ord := range ordinals {
 		gone, err := r.topo.Gone(ctx, ord)
 		if err != nil {
-			return o, err
+			return o, rawRecord, err
 		}
 		o.Gone[ord] = gone
 	}
@@ -79,14 +79,14 @@ func (r *Replica) observe(ctx context.Context) (plan.ReplicaObservation, error) 
 	// The cluster view and the peers' agents are only needed when this
 	// member is not serving under a leader.
 	if running && o.Local.Leader != 0 {
-		return o, nil
+		return o, rawRecord, nil
 	}
 	o.Peers = r.observePeers(ctx, peers)
 	o.Cluster = r.observeCluster(ctx, peers, dir)
 	if o.Cluster.Reachable && o.Local.Data == plan.DataValid && !running && o.Local.Revision > 0 {
 		o.Cluster.Unverifiable = r.unverifiable(ctx, peers, o.Local.Revision, o.Local.CompactRevision)
 	}
-	return o, nil
+	return o, rawRecord, nil
 }
 
 // observeLocal reads this replica's own state: from the running member,

@@ -282,9 +282,12 @@ func (r *Replica) stopNotify() <-chan struct{} {
 func (r *Replica) step(ctx context.Context) error {
 	r.reapStoppedEtcd()
 	r.requestRestore(ctx)
-	obs, err := r.observe(ctx)
+	obs, raw, err := r.observe(ctx)
 	if err != nil {
 		return fmt.Errorf("observe: %w", err)
+	}
+	if err := r.finishClaim(ctx, obs, raw); err != nil {
+		return err
 	}
 	d := plan.ReplicaNext(obs)
 	r.record(d)
@@ -294,21 +297,20 @@ func (r *Replica) step(ctx context.Context) error {
 	case plan.Restart:
 		return r.restart(ctx)
 	case plan.Join:
-		return r.join(ctx, obs.Cluster)
+		return r.join(ctx, obs.Cluster, obs.Record.Generation)
 	case plan.Rejoin:
-		return r.rejoin(ctx, obs.Cluster, d.Reason)
+		return r.rejoin(ctx, obs.Cluster, obs.Record.Generation, d.Reason)
 	case plan.Bootstrap:
-		return r.bootstrap(ctx)
+		return r.bootstrap(ctx, obs.Record, raw)
 	case plan.Rebuild:
-		return r.rebuild(ctx, obs, d.Reason)
+		return r.rebuild(ctx, obs, raw, d.Reason)
 	case plan.Upgrade:
-		return r.upgrade(ctx, d.Reason)
+		return r.upgrade(ctx, obs.Record, raw, d.Reason)
 	case plan.Halt:
 		r.stopEtcd()
 		return nil
 	case plan.Restore:
-		req, _ := plan.ParseRestoreRequest(obs.ClusterRecord)
-		return r.restoreSnapshot(ctx, req)
+		return r.restoreSnapshot(ctx, obs, raw)
 	}
 	return fmt.Errorf("unknown mode %v", d.Mode)
 }

@@ -15,13 +15,6 @@ import (
 	"github.com/vetcd/vetcd/internal/storage"
 )
 
-// recordSwapper is a topology source that can replace the cluster record
-// only if it still holds what was read, so that two replicas requesting a
-// restore at once cannot both believe they won.
-type recordSwapper interface {
-	SwapClusterRecord(ctx context.Context, old, record string) (bool, error)
-}
-
 // requestRestore turns restore.from into a request in the cluster record,
 // once per URL: it verifies the snapshot first (manifest, decryption,
 // checksum), so a bad snapshot changes nothing, then records the request
@@ -50,11 +43,11 @@ func (r *Replica) requestRestore(ctx context.Context) {
 const restoreRetryMax = 5 * time.Minute
 
 func (r *Replica) tryRequestRestore(ctx context.Context, from string) error {
-	record, err := r.topo.ClusterRecord(ctx)
+	rec, raw, err := r.readRecord(ctx)
 	if err != nil {
 		return err
 	}
-	if !plan.RestoreNeeded(record, from) {
+	if !plan.RestoreNeeded(rec, from) {
 		return nil
 	}
 	db, m, err := r.fetchSnapshot(ctx, from)
@@ -62,21 +55,27 @@ func (r *Replica) tryRequestRestore(ctx context.Context, from string) error {
 		return err
 	}
 	_ = db.Close()
-	req := plan.RestoreRequestRecord(r.self.Ordinal, from, time.Now().UTC().Format(time.RFC3339))
-	if s, ok := r.topo.(recordSwapper); ok {
-		swapped, err := s.SwapClusterRecord(ctx, record, req)
-		if err != nil {
-			return err
-		}
-		if !swapped {
-			return nil // another replica changed the record first: look again
-		}
-	} else if err := r.topo.SetClusterRecord(ctx, req); err != nil {
+	_, _, err = r.claim(ctx, rec, raw, plan.Claim{Kind: plan.ClaimRestore, URL: from, ServedRevision: r.servedRevision()})
+	if errors.Is(err, errRecordChanged) {
+		return nil // another replica changed the record first: look again
+	}
+	if err != nil {
 		return err
 	}
 	r.lg.Info("restore requested: every member stops, then this replica founds the cluster anew from the snapshot",
 		zap.String("from", from), zap.Int64("revision", m.Revision), zap.String("snapshot-cluster", m.ClusterID))
 	return nil
+}
+
+// servedRevision is the revision of this replica's running member (0 when
+// none runs): a restore claimed now moves the revision above it.
+func (r *Replica) servedRevision() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.etcd == nil {
+		return 0
+	}
+	return r.etcd.Server.KV().Rev()
 }
 
 // fetchSnapshot downloads and verifies the snapshot at url, staged in
@@ -103,23 +102,30 @@ func (r *Replica) fetchSnapshot(ctx context.Context, url string) (*snapshot.DB, 
 	return db, m, nil
 }
 
-// restoreSnapshot founds a new one-member cluster from the requested
-// snapshot, with the revision bumped and old revisions marked compacted,
-// then starts on it. The old data dir is moved aside, not deleted. A crash
-// before the record says "restored" leaves the request pending, and the
-// restore simply runs again.
-func (r *Replica) restoreSnapshot(ctx context.Context, req plan.RestoreRequest) error {
+// restoreSnapshot founds a new one-member cluster from the claimed
+// snapshot, with the revision bumped above every revision the cluster is
+// known to have served (plan.NextBump) and old revisions marked compacted,
+// records it as the next generation, then starts on it. The old data dir is
+// moved aside, not deleted. A crash before the record is written leaves the
+// claim pending, and the restore simply runs again.
+func (r *Replica) restoreSnapshot(ctx context.Context, obs plan.ReplicaObservation, raw string) error {
+	rec := obs.Record
+	req := *rec.Claim
 	r.stopEtcd()
-	if req.From != r.cfg.Restore.From {
+	if req.URL != r.cfg.Restore.From {
 		r.lg.Warn("restoring a snapshot this replica's config does not name (another replica requested it and named this one)",
-			zap.String("from", req.From), zap.String("configured", r.cfg.Restore.From))
+			zap.String("from", req.URL), zap.String("configured", r.cfg.Restore.From))
 	}
-	db, m, err := r.fetchSnapshot(ctx, req.From)
+	db, m, err := r.fetchSnapshot(ctx, req.URL)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer db.Close()
+	var served int64
 	if _, err := os.Stat(r.cfg.DataDir); err == nil {
+		if old := InspectData(r.lg, r.cfg.DataDir); old.State == plan.DataValid {
+			served = old.Revision
+		}
 		dst, err := moveAside(r.cfg.DataDir, "restore", keepAside, time.Now())
 		if err != nil {
 			return fmt.Errorf("restore: %w", err)
@@ -131,19 +137,23 @@ func (r *Replica) restoreSnapshot(ctx context.Context, req plan.RestoreRequest) 
 	if err := r.markers.clearLeft(); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if err := snapshot.RestoreNewCluster(r.lg, db, snapshot.Member{Name: r.self.Name, PeerURL: r.self.PeerURL, DataDir: r.cfg.DataDir}); err != nil {
+	bump := plan.NextBump(rec, served, db.Revision, snapshot.RevisionBump)
+	if err := snapshot.RestoreNewCluster(r.lg, db, snapshot.Member{Name: r.self.Name, PeerURL: r.self.PeerURL, DataDir: r.cfg.DataDir, Bump: bump}); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	info := InspectData(r.lg, r.cfg.DataDir)
 	if info.State != plan.DataValid {
 		return fmt.Errorf("restore: the restored data dir reads as %s (%s)", info.State, info.Problem)
 	}
-	record := plan.RestoredRecord(info.ClusterID, req.From, r.self.Ordinal, db.Revision, snapshot.RevisionBump, time.Now().UTC().Format(time.RFC3339))
-	if err := r.topo.SetClusterRecord(ctx, record); err != nil {
+	next := plan.RestoredRecord(rec, info.ClusterID, info.MemberID, r.self.Name, req.URL, db.Revision, bump, time.Now())
+	if err := r.markers.writeGeneration(info.MemberID, info.ClusterID, next.Generation, time.Now()); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	if err := r.swapRecord(ctx, raw, next); err != nil {
+		return fmt.Errorf("restore: record the restored cluster: %w", err)
+	}
 	r.lg.Info("restored the snapshot; founding the cluster anew",
-		zap.String("from", req.From), zap.Int64("revision", db.Revision), zap.Int64("revision-bump", snapshot.RevisionBump),
-		zap.String("cluster-id", fmt.Sprintf("%x", info.ClusterID)), zap.Int64("keys", m.KeyCount))
+		zap.String("from", req.URL), zap.Int64("revision", db.Revision), zap.Int64("revision-bump", bump),
+		zap.String("cluster-id", fmt.Sprintf("%x", info.ClusterID)), zap.Uint64("generation", next.Generation), zap.Int64("keys", m.KeyCount))
 	return r.restart(ctx)
 }

@@ -152,10 +152,13 @@ func upgradeAsideName(dataDir string, now time.Time) string {
 // dir aside (never deleted, never pruned) and starts etcd on the new one.
 // The cluster record is written first as an intent, then with the new
 // cluster ID, as bootstrap does.
-func (r *Replica) upgrade(ctx context.Context, reason string) error {
+func (r *Replica) upgrade(ctx context.Context, rec plan.Record, raw, reason string) error {
 	now := time.Now().UTC()
-	if err := r.topo.SetClusterRecord(ctx, plan.FoundingPrefix+r.self.Name+" at "+now.Format(time.RFC3339)+" (upgrading old data)"); err != nil {
-		return fmt.Errorf("upgrade: write cluster record: %w", err)
+	if c := rec.Claim; c == nil || c.Kind != plan.ClaimFound || c.Holder != r.self.Ordinal {
+		var err error
+		if rec, raw, err = r.claim(ctx, rec, raw, plan.Claim{Kind: plan.ClaimFound}); err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
 	}
 	parent := parentDir(r.cfg.DataDir)
 	work := filepath.Join(parent, "upgrade")
@@ -206,9 +209,16 @@ func (r *Replica) upgrade(ctx context.Context, reason string) error {
 		return fmt.Errorf("upgrade: %w", err)
 	}
 	r.setEtcd(e)
-	record := fmt.Sprintf("cluster %s founded by %s at %s (upgraded from old data, kept in %s)", e.Server.Cluster().ID(), r.self.Name, now.Format(time.RFC3339), aside)
-	if err := r.topo.SetClusterRecord(ctx, record); err != nil {
-		return fmt.Errorf("upgrade: write cluster record: %w", err)
+	id, member := uint64(e.Server.Cluster().ID()), uint64(e.Server.MemberID())
+	next := rec
+	next.Claim = nil
+	next.ClusterID, next.Generation, next.Members = plan.ID(id), rec.Generation+1, []plan.ID{plan.ID(member)}
+	next.Made = &plan.Made{How: plan.OriginUpgraded, By: r.self.Name, At: now, Note: "old data kept in " + aside}
+	if err := r.markers.writeGeneration(member, id, next.Generation, time.Now()); err != nil {
+		return fmt.Errorf("upgrade: %w", err)
+	}
+	if err := r.swapRecord(ctx, raw, next); err != nil {
+		return fmt.Errorf("upgrade: record the upgraded cluster (retried on the next pass): %w", err)
 	}
 	r.metrics.Recoveries.WithLabelValues("upgrade").Inc()
 	return nil

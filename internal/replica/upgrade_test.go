@@ -305,7 +305,7 @@ func TestUpgradeEtcd35DataDir(t *testing.T) {
 		t.Fatal("the old data dir was changed")
 	}
 	record, err := topology.NewStatic(tr.topo, topology.Replica{}).ClusterRecord(ctx)
-	if err != nil || !strings.Contains(record, "upgraded from old data") {
+	if rec, _, perr := plan.ParseRecord(record); err != nil || perr != nil || rec.Made == nil || rec.Made.How != plan.OriginUpgraded || !strings.Contains(rec.Made.Note, "old data kept in") {
 		t.Fatalf("cluster record %q, %v", record, err)
 	}
 	if _, err := cli.Put(ctx, "/registry/after", "x"); err != nil {

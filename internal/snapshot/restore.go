@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -70,11 +71,15 @@ type Member struct {
 	Name    string
 	PeerURL string
 	DataDir string
+	// Bump is how far the revision moves forward (0: RevisionBump). A
+	// cluster restored before passes more (plan.NextBump), so that the
+	// revision never goes below one it already served.
+	Bump int64
 }
 
 // RestoreNewCluster restores db into m.DataDir (which must not exist) as
-// the only member of a new cluster, with the revision bumped by
-// RevisionBump and the old revisions marked compacted. Fetch verified the
+// the only member of a new cluster, with the revision bumped by m.Bump
+// (default RevisionBump) and the old revisions marked compacted. Fetch verified the
 // db's sha256 against the manifest (and Create verified etcd's own
 // checksum when it took it), so etcdutl's second pass over it is skipped.
 func RestoreNewCluster(lg *zap.Logger, db *DB, m Member) error {
@@ -90,7 +95,7 @@ func RestoreNewCluster(lg *zap.Logger, db *DB, m Member) error {
 		PeerURLs:            []string{m.PeerURL},
 		InitialCluster:      m.Name + "=" + m.PeerURL,
 		InitialClusterToken: "vetcd-restore-" + hex.EncodeToString(token),
-		RevisionBump:        RevisionBump,
+		RevisionBump:        uint64(cmp.Or(m.Bump, RevisionBump)),
 		MarkCompacted:       true,
 		SkipHashCheck:       true,
 	})

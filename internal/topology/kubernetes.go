@@ -2,10 +2,10 @@ package topology
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -374,21 +374,24 @@ func setRecord(cm *corev1.ConfigMap, record string) {
 		cm.Data = map[string]string{}
 	}
 	cm.Data[ClusterRecordKey] = record
-	// "cluster <hex ID> founded|restored ..." (plan's record format; plan
-	// imports this package, so the two words are read here).
-	if f := strings.Fields(record); len(f) >= 2 && f[0] == "cluster" {
-		if id, err := strconv.ParseUint(f[1], 16, 64); err == nil && id != 0 {
+	// plan's typed record (plan imports this package, so its one field
+	// needed here is read with a struct of our own).
+	var typed struct {
+		ClusterID string `json:"clusterID"`
+	}
+	if json.Unmarshal([]byte(record), &typed) == nil && typed.ClusterID != "" {
+		if id, err := strconv.ParseUint(typed.ClusterID, 16, 64); err == nil && id != 0 {
 			if cm.Annotations == nil {
 				cm.Annotations = map[string]string{}
 			}
-			cm.Annotations[ClusterIDAnnotation] = f[1]
+			cm.Annotations[ClusterIDAnnotation] = typed.ClusterID
 		}
 	}
 }
 
-// SetClusterRecord implements Source: it creates or updates the record
-// ConfigMap with a live API call (retrying on conflicts) and returns only
-// once the API server has stored it.
+// SetClusterRecord creates or updates the record ConfigMap unconditionally
+// with a live API call (retrying on conflicts). Replicas never use it (they
+// swap); it is for tests and tools that set a record up.
 func (s *Kubernetes) SetClusterRecord(ctx context.Context, record string) error {
 	cms := s.client.CoreV1().ConfigMaps(s.k.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {

@@ -210,7 +210,7 @@ func TestKubernetesSource(t *testing.T) {
 		if rec, err := src.ClusterRecord(ctx); err != nil || rec != "" {
 			t.Fatalf("ClusterRecord before any bootstrap = %q, %v; want empty", rec, err)
 		}
-		const founding, founded = "founding by vetcd-0 at now", "cluster 1234 founded by vetcd-0 at now"
+		const founding, founded = `{"version": 1, "generation": 0, "claim": {"kind": "found", "holder": 0}}`, `{"version": 1, "clusterID": "1234", "generation": 1}`
 		for _, rec := range []string{founding, founded} {
 			if err := src.SetClusterRecord(ctx, rec); err != nil {
 				t.Fatal(err)

@@ -204,7 +204,8 @@ func (s *Static) ClusterRecord(context.Context) (string, error) {
 	return f.ClusterRecord, nil
 }
 
-// SetClusterRecord implements Source.
+// SetClusterRecord stores the record unconditionally. Replicas never use it
+// (they swap); it is for tests and tools that set a record up.
 func (s *Static) SetClusterRecord(_ context.Context, record string) error {
 	return UpdateFile(s.path, func(f *File) error {
 		f.ClusterRecord = record
@@ -212,7 +213,8 @@ func (s *Static) SetClusterRecord(_ context.Context, record string) error {
 	})
 }
 
-// SwapClusterRecord replaces the record only if it still is old, under the
+// SwapClusterRecord implements Source: it replaces the record only if it
+// still is old, under the
 // file's lock, and reports whether it did: two replicas requesting the same
 // change at once cannot both win.
 func (s *Static) SwapClusterRecord(_ context.Context, old, record string) (bool, error) {

@@ -44,9 +44,11 @@ type Source interface {
 	// cluster was ever founded here. It is the bootstrap guard: an empty
 	// ordinal 0 never founds a second cluster while a record exists.
 	ClusterRecord(ctx context.Context) (string, error)
-	// SetClusterRecord stores the record. It is written before a bootstrap
-	// (as an intent) and again with the cluster ID after it.
-	SetClusterRecord(ctx context.Context, record string) error
+	// SwapClusterRecord replaces the record with record only if the source
+	// still holds old ("" for none), and reports whether it did. The record
+	// is only ever written this way, so that of two replicas claiming a
+	// change at once exactly one wins.
+	SwapClusterRecord(ctx context.Context, old, record string) (bool, error)
 }
 
 // ErrNoTopology means the topology source holds no data yet.

@@ -76,12 +76,17 @@ func TestRestoreFromConfig(t *testing.T) {
 	url1, rev1 := snap("s1")
 	put(cli, "late", 50)
 	if err := topology.UpdateFile(topo, func(f *topology.File) error {
-		f.ClusterRecord = plan.RestoreRequestRecord(1, url1, time.Now().UTC().Format(time.RFC3339))
+		rec, _, err := plan.ParseRecord(f.ClusterRecord)
+		if err != nil {
+			return err
+		}
+		rec.Claim = &plan.Claim{Kind: plan.ClaimRestore, Holder: 1, URL: url1, At: time.Now().UTC()}
+		f.ClusterRecord = rec.Encode()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitRecord(t, topo, func(r string) bool { return plan.RecordRestoredFrom(r) == url1 }, 2*time.Minute)
+	waitRecord(t, topo, func(r string) bool { return restoredFrom(r) == url1 }, 2*time.Minute)
 	st := c.requireSettled(3)
 	cli = c.client(3)
 	if got := count(cli, "data"); got != 500 {
@@ -127,7 +132,7 @@ func TestRestoreFromConfig(t *testing.T) {
 	if got, want := []int64{count(cli2, "data"), count(cli2, "second")}, []int64{500, 100}; got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("after restoring %s with every data dir lost: data %d second %d, want 500 and 100", url2, got[0], got[1])
 	}
-	if rec := readRecord(t, topo); plan.RecordRestoredFrom(rec) != url2 {
+	if rec := readRecord(t, topo); restoredFrom(rec) != url2 {
 		t.Fatalf("cluster record %q does not say restored from %s", rec, url2)
 	}
 	resp, err = cli2.Get(ctx, "second/0000")
@@ -190,4 +195,14 @@ func waitRecord(t *testing.T, path string, ok func(string) bool, timeout time.Du
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// restoredFrom is the snapshot URL the current generation was restored
+// from, by the typed cluster record, or "".
+func restoredFrom(raw string) string {
+	rec, _, err := plan.ParseRecord(raw)
+	if err != nil || rec.Made == nil || rec.Made.How != plan.OriginRestored {
+		return ""
+	}
+	return rec.Made.URL
 }
