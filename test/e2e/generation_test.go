@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/local"
+	"github.com/vetcd/vetcd/internal/plan"
+	"github.com/vetcd/vetcd/internal/topology"
 )
 
 // Safety finding 1 (issue 15): replicas dropped by a rebuild must never
@@ -167,4 +169,64 @@ func refusedAll(t *testing.T, dir string, ordinals []int) bool {
 		}
 	}
 	return true
+}
+
+// The upgrade path of the typed record: a cluster whose record is in the
+// prose format of vetcd before generations, and whose data carries no
+// generation marker, starts under this vetcd on its own data (no member
+// rejoins, nothing is moved aside), and its record is converted once.
+func TestProseRecordConvertedOnUpgrade(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	base := freeBasePort(t, 3)
+	c := startUp(t, dir, base, 3)
+	st := c.requireSettled(3)
+	w := startWriter(t, c.client(3), "prose")
+	w.waitAcked(100, 30*time.Second)
+	w.stop()
+	ids := map[string]string{}
+	for _, m := range st.Members {
+		ids[m.Name] = m.ID
+	}
+	c.stop()
+
+	topo := local.Layout{Dir: dir}.TopologyPath()
+	prose := fmt.Sprintf("cluster %s founded by vetcd-0 at 2026-11-24T00:00:00Z", st.ClusterID)
+	if err := topology.UpdateFile(topo, func(f *topology.File) error { f.ClusterRecord = prose; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := os.Remove(filepath.Join(dir, local.ReplicaName(i), "generation.json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c2 := startUp(t, dir, base, 0)
+	st2 := c2.requireSettled(3)
+	if st2.ClusterID != st.ClusterID {
+		t.Fatalf("cluster %s after the upgrade, was %s", st2.ClusterID, st.ClusterID)
+	}
+	for _, m := range st2.Members {
+		if ids[m.Name] != m.ID {
+			t.Errorf("%s is member %s after the upgrade, was %s: it rejoined instead of restarting on its data", m.Name, m.ID, ids[m.Name])
+		}
+	}
+	w.verify(c2.client(3))
+	rec, _, err := plan.ParseRecord(readRecord(t, topo))
+	if err != nil || rec.Generation != 1 || rec.Made == nil || rec.Made.How != plan.OriginConverted || rec.Made.Note != prose {
+		t.Fatalf("record after the upgrade: %+v (%v); want the prose record converted to generation 1", rec, err)
+	}
+	waitFor(t, 30*time.Second, "every replica to mark its data with generation 1", func() bool {
+		for i := 0; i < 3; i++ {
+			b, err := os.ReadFile(filepath.Join(dir, local.ReplicaName(i), "generation.json"))
+			if err != nil || !strings.Contains(string(b), `"generation":1`) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := 0; i < 3; i++ {
+		if aside, _ := filepath.Glob(filepath.Join(dir, local.ReplicaName(i), "data.*")); len(aside) != 0 {
+			t.Errorf("replica %d moved data aside on the upgrade: %v", i, aside)
+		}
+	}
 }

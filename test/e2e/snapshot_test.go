@@ -217,6 +217,28 @@ func TestRestoreWhileRunning(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(dir, "vetcd-*", "data.pre-restore-*")); len(m) != 0 {
 		t.Fatalf("old data left after a successful restore: %v", m)
 	}
+
+	// Safety rule 7: restoring the same snapshot again must not move the
+	// revision back to the first restore's, where watchers would wait
+	// silently on revisions that are reused for other data.
+	r, err := cli2.Put(ctx, "after-first-restore", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := r.Header.Revision
+	if out, err := vetcd(t, 4*time.Minute, "snapshot", "restore", url, "--dir", dir); err != nil {
+		t.Fatalf("second snapshot restore: %v\n%s", err, out)
+	}
+	c.requireSettled(3)
+	cli3 := c.client(3)
+	r2, err := cli3.Get(ctx, "before")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Header.Revision <= served {
+		t.Fatalf("revision %d after restoring the same snapshot again, below the %d already served", r2.Header.Revision, served)
+	}
+	t.Logf("revision %d served before the second restore, %d after it", served, r2.Header.Revision)
 }
 
 // Scheduled snapshots fire on the leader, and retention deletes only this
