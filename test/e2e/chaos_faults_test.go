@@ -109,6 +109,17 @@ const (
 	fMemberRemove    = "member-remove"
 	fScale           = "scale"
 	fScaleKill       = "scale-kill-surplus"
+	// fZombie: surplus replicas frozen, then killed by a quorum-breaking
+	// scale-down; after the survivors rebuilt, the survivors are frozen
+	// and the replica count goes back up, so the dropped replicas start on
+	// their old data, which still holds a quorum of the old voters (issue
+	// 15, finding 1). They must serve nothing; the survivors then resume.
+	fZombie = "rebuild-then-dropped-return"
+	// fKillClaimer: like scale-kill-surplus, and the survivor that claims
+	// the rebuild (vetcd-0) is killed while it rebuilds; restarted on its
+	// data, it must finish its claim, and the other survivor must never
+	// rebuild beside it.
+	fKillClaimer = "rebuild-claimer-killed"
 )
 
 // next draws the next fault from the seed, given the desired count. The
@@ -135,7 +146,7 @@ func (ch *chaos) next() fault {
 	table := []w{
 		{fKill, 10}, {fKillMajority, 5}, {fStop, 10}, {fStopLeader, 5}, {fStopMajority, 6},
 		{fPartition, 10}, {fPartitionLeader, 6}, {fWipeData, 6}, {fCorruptDB, 5}, {fDeleteDB, 4},
-		{fMemberRemove, 6}, {fScale, 8}, {fScaleKill, 4},
+		{fMemberRemove, 6}, {fScale, 8}, {fScaleKill, 4}, {fZombie, 3}, {fKillClaimer, 3},
 	}
 	total := 0
 	for _, e := range table {
@@ -162,11 +173,12 @@ func (ch *chaos) next() fault {
 	case fKillMajority, fStopMajority:
 		f.targets = ch.rng.Perm(n)[:n/2+1]
 		f.hold = time.Duration(3000+ch.rng.IntN(17000)) * time.Millisecond
-	case fScaleKill:
+	case fScaleKill, fZombie, fKillClaimer:
 		f.scaleTo = []int{1, 2}[ch.rng.IntN(2)]
 		if n == 3 {
 			f.scaleTo = 1
 		}
+		f.hold = time.Duration(3000+ch.rng.IntN(12000)) * time.Millisecond
 	case fScale:
 		var to []int
 		for _, m := range []int{1, 2, 3, 5} {
@@ -246,6 +258,10 @@ func (ch *chaos) inject(ctx context.Context, f fault) error {
 		return err
 	case fMemberRemove:
 		e.Detail = ch.removeFromOutside(ctx, e.Targets[0])
+	case fZombie, fKillClaimer:
+		detail, err := ch.rebuildFault(ctx, f)
+		e.Detail = detail
+		return err
 	case fScale, fScaleKill:
 		from := ch.desired
 		if f.kind == fScaleKill {
@@ -281,6 +297,64 @@ func (ch *chaos) inject(ctx context.Context, f fault) error {
 		e.Detail += fmt.Sprintf("%d → %d (%s)", from, f.scaleTo, kind)
 	}
 	return nil
+}
+
+// rebuildFault injects fZombie or fKillClaimer (see their doc): a
+// quorum-breaking scale-down with the surplus killed, while vetcd-0 leads,
+// followed by the dropped replicas' return with the survivors frozen, or by
+// the rebuilding survivor's death.
+func (ch *chaos) rebuildFault(ctx context.Context, f fault) (string, error) {
+	from := ch.desired
+	if l, err := ch.waitLeader0(ctx, time.Minute); err != nil {
+		return fmt.Sprintf("leader is vetcd-%d, not vetcd-0 (%v): not injected", l, err), nil
+	}
+	var surplus []int
+	for i := f.scaleTo; i < from; i++ {
+		if pid := ch.c.pid(i); pid > 0 && syscall.Kill(pid, syscall.SIGSTOP) == nil {
+			surplus = append(surplus, pid)
+		}
+	}
+	out, err := vetcd(ch.t, time.Minute, "scale", strconv.Itoa(f.scaleTo), "--dir", ch.c.dir)
+	for _, pid := range surplus {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+	if err != nil {
+		return fmt.Sprintf("vetcd scale %d failed: %v", f.scaleTo, err), fmt.Errorf("vetcd scale %d: %w\n%s", f.scaleTo, err, out)
+	}
+	ch.desired = f.scaleTo
+	detail := fmt.Sprintf("%d → %d with the surplus frozen and killed", from, f.scaleTo)
+	if f.kind == fKillClaimer {
+		// vetcd-0 claims and rebuilds once it has seen no leader for ~2 s
+		// and the applied indices settled for 2 s more: kill it inside
+		// that window or during the forced start.
+		sleepCtx(ctx, time.Duration(2000+ch.rng.IntN(4000))*time.Millisecond)
+		if pid := ch.c.pid(0); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		return detail + "; vetcd-0 killed while rebuilding", nil
+	}
+	if _, err := ch.converge(ctx, 4*time.Minute); err != nil {
+		return detail + fmt.Sprintf("; not converged at %d: %v", f.scaleTo, err), nil
+	}
+	var survivors []int
+	for i := 0; i < f.scaleTo; i++ {
+		if pid := ch.c.pid(i); pid > 0 && syscall.Kill(pid, syscall.SIGSTOP) == nil {
+			survivors = append(survivors, pid)
+		}
+	}
+	defer func() {
+		for _, pid := range survivors {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	out, err = vetcd(ch.t, time.Minute, "scale", strconv.Itoa(from), "--dir", ch.c.dir)
+	if err != nil {
+		return detail + fmt.Sprintf("; vetcd scale %d failed: %v", from, err), fmt.Errorf("vetcd scale %d: %w\n%s", from, err, out)
+	}
+	ch.desired = from
+	sleepCtx(ctx, f.hold)
+	return detail + fmt.Sprintf("; survivors frozen, scaled back to %d for %s", from, f.hold), nil
 }
 
 // damage stops replica i's process with the supervisor paused (so nothing

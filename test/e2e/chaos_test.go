@@ -98,6 +98,15 @@ const chaosConfig = `recovery:
 //     is graceful): the rebuild can keep every acknowledged write only if a
 //     survivor holds every committed entry, which is why the controller
 //     keeps leadership on vetcd-0.
+//   - rebuild-then-dropped-return (issue 15, finding 1): the surplus frozen,
+//     scaled down below quorum and killed; once the survivors have rebuilt,
+//     they are frozen and the count goes back up, so the dropped replicas
+//     start on old data that holds a quorum of the old voters: they must
+//     serve nothing (the clients reach every endpoint, so a write they took
+//     would show as lost or non-linearizable).
+//   - rebuild-claimer-killed: as scale-kill-surplus, then vetcd-0 is killed
+//     while it claims or runs the rebuild; it must finish its claim after
+//     the restart, and no second survivor may rebuild beside it.
 //
 // What is not allowed, because vetcd does not promise to survive it: a
 // destructive fault (wipe, delete-db, corrupt-db, member-remove, or a
