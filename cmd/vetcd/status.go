@@ -16,6 +16,7 @@ import (
 	"github.com/vetcd/vetcd/internal/agent"
 	"github.com/vetcd/vetcd/internal/local"
 	"github.com/vetcd/vetcd/internal/pki"
+	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/status"
 	"github.com/vetcd/vetcd/internal/topology"
 )
@@ -84,6 +85,21 @@ func (tablePrinter) Print(w io.Writer, c status.Cluster) error {
 	}
 	if _, err := fmt.Fprintf(w, "cluster %s: %d members, desired %s%s\n", c.ClusterID, len(c.Members), desired, note); err != nil {
 		return err
+	}
+	if rec := c.Record; rec != nil {
+		if rec.Made != nil {
+			fmt.Fprintf(w, "generation %d: %s", rec.Generation, rec.Made.How)
+			if rec.Made.By != "" {
+				fmt.Fprintf(w, " by %s", rec.Made.By)
+			}
+			if !rec.Made.At.IsZero() {
+				fmt.Fprintf(w, " at %s", rec.Made.At.Format(time.RFC3339))
+			}
+			fmt.Fprintln(w)
+		}
+		if cl := rec.Claim; cl != nil {
+			fmt.Fprintf(w, "claim in flight: %s by replica %d since %s\n", cl.Kind, cl.Holder, cl.At.Format(time.RFC3339))
+		}
 	}
 	if ctl := c.Controller; ctl != nil {
 		if ctl.LastAction != "" {
@@ -159,6 +175,7 @@ type target struct {
 	endpoints, agents []string
 	tls               *tls.Config
 	desired           int
+	record            *plan.Record
 }
 
 func (f *clusterFlags) resolve(cmd *cobra.Command) (target, error) {
@@ -187,6 +204,9 @@ func (f *clusterFlags) resolve(cmd *cobra.Command) (target, error) {
 		return t, err
 	}
 	t.desired = tf.Desired
+	if rec, _, err := plan.ParseRecord(tf.ClusterRecord); err == nil && !rec.Empty() {
+		t.record = &rec
+	}
 	for _, r := range tf.Replicas {
 		t.endpoints = append(t.endpoints, r.ClientURL)
 		t.agents = append(t.agents, r.AgentURL)
@@ -240,6 +260,7 @@ quorum it shows one member's own view and says so.`,
 				return err
 			}
 			c.Desired = t.desired
+			c.Record = t.record
 			return p.Print(cmd.OutOrStdout(), c)
 		},
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vetcd/vetcd/internal/agent"
 	"github.com/vetcd/vetcd/internal/etcdclient"
+	"github.com/vetcd/vetcd/internal/plan"
 )
 
 // Row is one member.
@@ -48,6 +49,9 @@ type Cluster struct {
 	// Controller is the leader's controller: last action, members under
 	// watch. Only known when the agents can be reached (--dir).
 	Controller *agent.ControllerState `json:"controller,omitempty"`
+	// Record is the cluster record (generation, how it was made, the claim
+	// in flight). Only known where the record can be read (--dir).
+	Record *plan.Record `json:"record,omitempty"`
 }
 
 // ControllerFrom asks the replicas' agents for the leader's controller

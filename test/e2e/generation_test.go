@@ -139,6 +139,10 @@ func TestDroppedReplicasNeverServeAfterRebuild(t *testing.T) {
 	if resp, err := all.Get(gctx, "gen/zombie-", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
 		t.Fatalf("zombie writes present in the cluster: %v %v", resp, err)
 	}
+	// The user sees the generation the rebuild started.
+	if rec := c.statusJSON().Record; rec == nil || rec.Generation != 2 || rec.Made == nil || rec.Made.How != plan.OriginRebuilt || rec.Claim != nil {
+		t.Fatalf("vetcd status shows record %+v, want generation 2 rebuilt, no claim", rec)
+	}
 }
 
 // refusedAll reports whether every listed replica has logged a decision
