@@ -87,7 +87,13 @@ func (r *Replica) claim(ctx context.Context, rec plan.Record, old string, c plan
 // generation marker up to the record (plan.MarkerGeneration).
 func (r *Replica) finishClaim(ctx context.Context, obs plan.ReplicaObservation, raw string) error {
 	if next, ok := plan.FinishClaim(obs, r.self.Name); ok {
-		if err := r.swapRecord(ctx, raw, next); err != nil {
+		switch err := r.swapRecord(ctx, raw, next); {
+		case errors.Is(err, errRecordChanged):
+			// Finished already, and this replica read a record from
+			// before (a Kubernetes informer's cache lags its own
+			// writes): the next pass reads the new one.
+			return nil
+		case err != nil:
 			return fmt.Errorf("finish the %s claim: %w", obs.Record.Claim.Kind, err)
 		}
 		r.lg.Warn("recorded the cluster's generation", zap.String("claim", string(obs.Record.Claim.Kind)),
