@@ -439,10 +439,13 @@ func rebuildCheck(o ReplicaObservation) (ReplicaDecision, bool) {
 			return decide(Wait, "quorum lost (%d of %d voters desired); waiting for surplus replica %d to be gone before rebuilding", len(desired), len(voters), v.Ordinal), false
 		}
 	}
-	if l.AppliedStableFor < RebuildSettle {
+	if l.AppliedStableFor < RebuildSettle && len(desired) > 1 {
 		// Right after quorum loss a member still applies what was
 		// committed: two survivors comparing indices that still move
 		// can each see itself ahead, and both rebuild (chaos finding 6).
+		// A lone desired voter has no one to compare with, and
+		// ForceNewCluster keeps what it committed either way: it does
+		// not wait (abrupt 3→1 is RebuildSettle faster).
 		return decide(Wait, "quorum lost; waiting for the applied index (%d) to settle before comparing it with the other survivors'", l.AppliedIndex), false
 	}
 	best := self

@@ -351,6 +351,15 @@ func TestReplicaNextRebuild(t *testing.T) {
 			reason: "settle",
 		},
 		{
+			name: "3 to 1, the lone survivor rebuilds without waiting for its index to settle: nothing to compare",
+			o: ReplicaObservation{Ordinal: 0, Desired: 1, Local: func() Local {
+				l := leaderless(running(0, voter(0), voter(1), voter(2)), after)
+				l.AppliedStableFor = 0
+				return l
+			}(), Gone: gone(1, 2), RebuildAfter: after},
+			want: Rebuild,
+		},
+		{
 			name: "5 to 2, the other survivor's applied index still moves: wait before comparing (chaos finding 6)",
 			o: ReplicaObservation{Ordinal: 0, Desired: 2, Local: leaderless(running(0, five...), after), Gone: gone(2, 3, 4),
 				Peers: []Peer{survivorStableFor(1, 90, RebuildSettle/2)}, RebuildAfter: after},
