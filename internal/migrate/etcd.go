@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -22,6 +24,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/vetcd/vetcd/internal/plan"
 )
 
 // EtcdMarkerKey is the key that records a migration from a deployed etcd
@@ -62,6 +66,11 @@ var (
 	// ErrDiverged: the target took writes of its own, so its revisions no
 	// longer line up with the source's. Following stops there (cut-over).
 	ErrDiverged = errors.New("migrate: target took writes of its own")
+	// ErrSelfDiverged: the target's revision moved past the last copied
+	// source revision without a client's write (deletes of leased keys:
+	// a lease ending on the target). It is not a cut-over: following
+	// stops, and the source's later writes are not copied.
+	ErrSelfDiverged = errors.New("migrate: target revision moved without a client write")
 	// ErrSourceCompacted: the source compacted past the revision vetcd had
 	// copied; the missing revisions cannot be copied any more.
 	ErrSourceCompacted = errors.New("migrate: source compacted past the copied revision")
@@ -374,23 +383,36 @@ type FollowOptions struct {
 	Logger *zap.Logger
 	// OnApplied, if set, is called after each copied revision.
 	OnApplied func(rev int64)
-	// LeaseInterval is how often the target's leases are kept alive while
-	// the source still holds them; default 2s.
+	// LeaseInterval is how often the target's leases are kept alive and
+	// the target is checked for a cut-over; default 2s (shorter when a
+	// lease's TTL asks for it).
 	LeaseInterval time.Duration
 }
 
 // Follow copies the source's revisions after From into the target, one
-// txn per source revision, until ctx ends or the target diverges. Each txn
+// txn per source revision, until ctx ends or following stops. Each txn
 // holds exactly the events of one source revision plus the marker, so the
 // target's revision after it equals the source's: keys keep their mod
 // revisions. Leases the copied keys use are granted on the target with the
-// source's ID and TTL, and kept alive there while the source holds them
-// (a lease must never expire on the target before the source's deletes
-// arrive).
+// source's ID and TTL.
 //
-// It returns the last copied revision with ctx.Err(), ErrDiverged (the
-// target took a write of its own: vetcd's cut-over) or ErrSourceCompacted.
-// Unreachable sources are retried until ctx ends.
+// Every lease on the target is kept alive for as long as Follow runs,
+// whether or not the source answers: a lease must never end on the
+// target by itself (its deletes would take a revision the source's next
+// one needs). A deployed etcd that does not answer does not expire its
+// leases either; when it revokes one, the deletes arrive through the
+// watch, and the lease is revoked on the target once those are copied
+// (it holds no key then, so the revoke costs no revision).
+//
+// The target is checked for a cut-over every LeaseInterval, and before
+// each copy, whether or not the source answers. Only a positive sign that
+// clients moved counts (plan.JudgeFollow: a put, or a delete of a key
+// without a lease, in a revision Follow did not make); it returns
+// ErrDiverged. A target revision nothing but vetcd itself explains returns
+// ErrSelfDiverged: following stops, and it is not a cut-over. Otherwise
+// it returns the last copied revision with ctx.Err(), ErrCutOver (the
+// marker is done) or ErrSourceCompacted. Unreachable sources are retried
+// until ctx ends.
 func Follow(ctx context.Context, o FollowOptions) (int64, error) {
 	lg := o.Logger
 	if lg == nil {
@@ -399,27 +421,55 @@ func Follow(ctx context.Context, o FollowOptions) (int64, error) {
 	if o.LeaseInterval <= 0 {
 		o.LeaseInterval = 2 * time.Second
 	}
-	f := &follower{o: o, lg: lg, last: o.From, leases: map[int64]bool{}}
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	leasesDone := make(chan struct{})
+	f := &follower{o: o, lg: lg, last: o.From, leases: newLeaseBook()}
+	f.copied.Store(o.From)
+	fctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	tended := make(chan struct{})
 	go func() {
-		defer close(leasesDone)
-		f.keepLeases(lctx)
+		defer close(tended)
+		f.tend(fctx, stop)
 	}()
-	defer func() { cancel(); <-leasesDone }()
-	return f.run(ctx)
+	last, err := f.run(fctx)
+	if ctx.Err() == nil && fctx.Err() != nil {
+		err = context.Cause(fctx) // tend stopped it
+	}
+	stop(nil)
+	<-tended
+	return last, err
 }
 
 type follower struct {
 	o    FollowOptions
 	lg   *zap.Logger
-	last int64
+	last int64 // owned by run
 	// markerRev is the marker's mod revision as last seen: every copy txn
 	// requires it unchanged, so a cut-over (or another follower's copy)
 	// is noticed before a revision is copied twice or after the end.
 	markerRev int64
-	leases    map[int64]bool // leases known to exist on the target
+	// copied is the last source revision the target holds, as the marker
+	// says (any follower's copy); tend reads it.
+	copied atomic.Int64
+	leases *leaseBook
+}
+
+// leaseBook is what a follower knows of the source's leases, shared by
+// run (ensureLease) and tend (retiring).
+type leaseBook struct {
+	mu sync.Mutex
+	// onTarget: leases known to exist on the target.
+	onTarget map[int64]bool
+	// fromSource: leases seen held by the source, or granted on the
+	// target for a copied key. Only these are ever revoked on the target.
+	fromSource map[int64]bool
+	// dropped: leases of fromSource the source no longer held as of the
+	// source revision recorded; once the target holds that revision,
+	// their deletes are copied and they are revoked on the target.
+	dropped map[int64]int64
+}
+
+func newLeaseBook() *leaseBook {
+	return &leaseBook{onTarget: map[int64]bool{}, fromSource: map[int64]bool{}, dropped: map[int64]int64{}}
 }
 
 // syncMarker reads the marker: a done marker ends following; a marker
@@ -435,26 +485,40 @@ func (f *follower) syncMarker(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("migrate: read marker: %w", err)
 	}
-	if len(resp.Kvs) == 0 {
+	m, ok, err := decodeMarker(resp)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
 		f.markerRev = 0
 		return resp.Header.Revision, nil
-	}
-	var m EtcdMarker
-	if err := json.Unmarshal(resp.Kvs[0].Value, &m); err != nil {
-		return 0, fmt.Errorf("migrate: marker %s: %w", EtcdMarkerKey, err)
-	}
-	if m.State == StateDone {
-		return 0, fmt.Errorf("%w at source revision %d (%s)", ErrCutOver, m.Revision, m.Reason)
 	}
 	f.markerRev = resp.Kvs[0].ModRevision
 	f.last = max(f.last, m.Revision)
 	return resp.Header.Revision, nil
 }
 
+// decodeMarker reads the marker from a Get of EtcdMarkerKey; a done marker
+// is ErrCutOver.
+func decodeMarker(resp *clientv3.GetResponse) (EtcdMarker, bool, error) {
+	var m EtcdMarker
+	if len(resp.Kvs) == 0 {
+		return m, false, nil
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &m); err != nil {
+		return m, false, fmt.Errorf("migrate: marker %s: %w", EtcdMarkerKey, err)
+	}
+	if m.State == StateDone {
+		return m, true, fmt.Errorf("%w at source revision %d (%s)", ErrCutOver, m.Revision, m.Reason)
+	}
+	return m, true, nil
+}
+
 func (f *follower) run(ctx context.Context) (int64, error) {
 	if _, err := f.syncMarker(ctx); err != nil {
 		return f.last, err
 	}
+	f.copied.Store(f.last)
 	wait := 200 * time.Millisecond
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -464,7 +528,7 @@ func (f *follower) run(ctx context.Context) (int64, error) {
 		if ctx.Err() != nil {
 			return f.last, ctx.Err()
 		}
-		if errors.Is(err, ErrDiverged) || errors.Is(err, ErrSourceCompacted) || errors.Is(err, ErrCutOver) {
+		if errors.Is(err, ErrDiverged) || errors.Is(err, ErrSelfDiverged) || errors.Is(err, ErrSourceCompacted) || errors.Is(err, ErrCutOver) {
 			return f.last, err
 		}
 		f.lg.Warn("following the source etcd: watch ended; retrying", zap.Error(err), zap.Int64("revision", f.last))
@@ -534,18 +598,20 @@ func (f *follower) apply(ctx context.Context, rev int64, evs []*clientv3.Event) 
 	m, _ := json.Marshal(EtcdMarker{State: StateFollowing, Source: f.o.SourceName, SnapshotRevision: f.o.SnapshotRevision, Revision: rev, At: time.Now().UTC()})
 	ops = append(ops, clientv3.OpPut(EtcdMarkerKey, string(m)))
 	// The target must still be exactly at the last copied revision: a
-	// write of its own since then is the cut-over, seen here before a
-	// source revision is copied to the wrong place. (Another follower's
-	// copy moves the marker along with the revision.)
+	// revision of its own since then is judged (a client's write is the
+	// cut-over; anything else stops following) before a source revision
+	// is copied to the wrong place. (Another follower's copy moves the
+	// marker along with the revision.)
 	at, err := f.syncMarker(ctx)
 	if err != nil {
 		return err
 	}
+	f.copied.Store(f.last)
 	if rev <= f.last {
 		return nil
 	}
 	if at != f.last {
-		return fmt.Errorf("%w: the target is at revision %d, the last source revision copied is %d", ErrDiverged, at, f.last)
+		return f.diverged(ctx, f.last, at)
 	}
 	var resp *clientv3.TxnResponse
 	err = retry(ctx, func(ctx context.Context) error {
@@ -560,21 +626,97 @@ func (f *follower) apply(ctx context.Context, rev int64, evs []*clientv3.Event) 
 		// Cut over, or copied by another follower: look again.
 		return f.apply(ctx, rev, evs)
 	}
-	f.markerRev = rev
 	if got := resp.Header.GetRevision(); got != rev {
-		return fmt.Errorf("%w: source revision %d landed at target revision %d", ErrDiverged, rev, got)
+		// A revision of the target's own came between the check and the
+		// copy: the copy is misplaced. Stop either way; say why.
+		err := f.diverged(ctx, f.last, got-1)
+		return fmt.Errorf("source revision %d landed at target revision %d: %w", rev, got, err)
 	}
+	f.markerRev = rev
 	f.last = rev
+	f.copied.Store(rev)
 	if f.o.OnApplied != nil {
 		f.o.OnApplied(rev)
 	}
 	return nil
 }
 
+// diverged judges the target's revisions after last up to at, which
+// Follow did not make: ErrDiverged (clients moved), ErrSelfDiverged, or an
+// error to retry.
+func (f *follower) diverged(ctx context.Context, last, at int64) error {
+	j, err := judgeTarget(ctx, f.o.Target, last, at)
+	if err != nil {
+		return err
+	}
+	switch j.Verdict {
+	case plan.FollowClientsMoved:
+		return fmt.Errorf("%w: %s", ErrDiverged, j.Reason)
+	case plan.FollowSelfDiverged:
+		return fmt.Errorf("%w: the target is at revision %d, the last source revision copied is %d: %s", ErrSelfDiverged, at, last, j.Reason)
+	}
+	return fmt.Errorf("migrate: the target is at revision %d, the last source revision copied is %d, with no revision of its own in between", at, last)
+}
+
+// judgeTarget reads the target's history after last up to at and judges
+// it with plan.JudgeFollow. It reads only as far as the first client's
+// write.
+func judgeTarget(ctx context.Context, cli *clientv3.Client, last, at int64) (plan.FollowJudgement, error) {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	wch := cli.Watch(wctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(last+1), clientv3.WithPrevKV())
+	var revs []plan.FollowRevision
+	complete := false
+	for resp := range wch {
+		if resp.CompactRevision != 0 {
+			break // the history is gone: incomplete
+		}
+		if err := resp.Err(); err != nil {
+			return plan.FollowJudgement{}, fmt.Errorf("migrate: read the target's history after revision %d: %w", last, err)
+		}
+		for _, ev := range resp.Events {
+			rev := ev.Kv.ModRevision
+			if rev > at {
+				complete = true
+				break
+			}
+			if len(revs) == 0 || revs[len(revs)-1].Revision != rev {
+				revs = append(revs, plan.FollowRevision{Revision: rev})
+			}
+			r := &revs[len(revs)-1]
+			switch {
+			case string(ev.Kv.Key) == EtcdMarkerKey:
+				r.Copied = true
+			case ev.Type == mvccpb.PUT:
+				r.Puts++
+			case ev.PrevKv != nil && ev.PrevKv.Lease == 0:
+				r.Deletes++
+			default:
+				r.LeaseDeletes++
+			}
+		}
+		// A watch response never splits a revision: once at is seen, the
+		// list is complete.
+		if len(revs) > 0 && revs[len(revs)-1].Revision >= at {
+			complete = true
+		}
+		if j := plan.JudgeFollow(revs, complete); complete || j.Verdict == plan.FollowClientsMoved {
+			return j, nil
+		}
+	}
+	if wctx.Err() != nil {
+		return plan.FollowJudgement{}, fmt.Errorf("migrate: read the target's history after revision %d: %w", last, wctx.Err())
+	}
+	return plan.JudgeFollow(revs, complete), nil
+}
+
 // ensureLease makes sure lease id exists on the target. It reports false
 // if the source no longer holds it either (its keys' deletes follow).
 func (f *follower) ensureLease(ctx context.Context, id int64) (bool, error) {
-	if f.leases[id] {
+	f.leases.mu.Lock()
+	known := f.leases.onTarget[id]
+	f.leases.mu.Unlock()
+	if known {
 		return true, nil
 	}
 	ttl, err := f.o.Target.TimeToLive(ctx, clientv3.LeaseID(id))
@@ -582,7 +724,10 @@ func (f *follower) ensureLease(ctx context.Context, id int64) (bool, error) {
 		return false, fmt.Errorf("migrate: lease %x on the target: %w", id, err)
 	}
 	if err == nil && ttl.TTL > 0 {
-		f.leases[id] = true
+		f.leases.mu.Lock()
+		f.leases.onTarget[id] = true
+		f.leases.fromSource[id] = true
+		f.leases.mu.Unlock()
 		return true, nil
 	}
 	src, err := f.o.Source.TimeToLive(ctx, clientv3.LeaseID(id))
@@ -596,44 +741,175 @@ func (f *follower) ensureLease(ctx context.Context, id int64) (bool, error) {
 	if err != nil && !errors.Is(rpctypes.Error(err), rpctypes.ErrLeaseExist) {
 		return false, fmt.Errorf("migrate: grant lease %x on the target: %w", id, err)
 	}
-	f.leases[id] = true
+	f.leases.mu.Lock()
+	f.leases.onTarget[id] = true
+	f.leases.fromSource[id] = true
+	f.leases.mu.Unlock()
 	return true, nil
 }
 
-// keepLeases keeps every target lease alive that the source still holds.
-// Leases the source dropped are left to expire on the target: their keys'
-// deletes arrive through the watch first.
-func (f *follower) keepLeases(ctx context.Context) {
-	t := time.NewTicker(f.o.LeaseInterval)
-	defer t.Stop()
+// tend runs beside the copying for as long as Follow runs: every
+// interval it keeps the target's leases alive (without asking the
+// source), checks the target for a cut-over (stopping Follow with the
+// cause), and revokes on the target the leases the source dropped once
+// their deletes are copied.
+func (f *follower) tend(ctx context.Context, stop context.CancelCauseFunc) {
 	for {
+		next := f.keepAlive(ctx)
+		if err := f.checkTarget(ctx); err != nil {
+			stop(err)
+			return
+		}
+		f.retireLeases(ctx)
+		t := time.NewTimer(next)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, f.o.LeaseInterval)
-		src, err := f.o.Source.Leases(cctx)
-		if err != nil {
-			cancel()
-			continue
-		}
-		dst, err := f.o.Target.Leases(cctx)
-		if err != nil {
-			cancel()
-			continue
-		}
-		held := map[clientv3.LeaseID]bool{}
-		for _, l := range src.Leases {
-			held[l.ID] = true
-		}
-		for _, l := range dst.Leases {
-			if held[l.ID] {
-				_, _ = f.o.Target.KeepAliveOnce(cctx, l.ID)
-			}
-		}
-		cancel()
 	}
+}
+
+// keepAlive renews every lease on the target once and returns how long
+// to wait before the next round: LeaseInterval, or a third of the
+// shortest TTL if that is shorter.
+func (f *follower) keepAlive(ctx context.Context) time.Duration {
+	next := f.o.LeaseInterval
+	cctx, cancel := context.WithTimeout(ctx, f.o.LeaseInterval)
+	defer cancel()
+	dst, err := f.o.Target.Leases(cctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			f.lg.Warn("following the source etcd: cannot list the target's leases to keep them alive", zap.Error(err))
+		}
+		return min(next, time.Second)
+	}
+	for _, l := range dst.Leases {
+		resp, err := f.o.Target.KeepAliveOnce(cctx, l.ID)
+		if err != nil {
+			if !errors.Is(err, rpctypes.ErrLeaseNotFound) && ctx.Err() == nil {
+				f.lg.Warn("following the source etcd: cannot keep a lease alive on the target", zap.String("lease", fmt.Sprintf("%x", int64(l.ID))), zap.Error(err))
+			}
+			continue
+		}
+		if resp.TTL > 0 {
+			next = min(next, time.Duration(resp.TTL)*time.Second/3)
+		}
+	}
+	return max(next, 300*time.Millisecond)
+}
+
+// checkTarget reads the marker and the target's revision and, if the
+// target has revisions Follow did not make, judges them: it returns
+// ErrCutOver, ErrDiverged or ErrSelfDiverged to stop Follow, nil to go
+// on (also when the target cannot be read now).
+func (f *follower) checkTarget(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, f.o.LeaseInterval)
+	resp, err := f.o.Target.Get(cctx, EtcdMarkerKey)
+	cancel()
+	if err != nil {
+		return nil
+	}
+	m, ok, err := decodeMarker(resp)
+	if errors.Is(err, ErrCutOver) {
+		return err
+	}
+	if err != nil {
+		f.lg.Warn("following the source etcd: cannot read the marker", zap.Error(err))
+		return nil
+	}
+	last := f.o.From
+	if ok {
+		last = max(last, m.Revision)
+	}
+	f.copied.Store(max(f.copied.Load(), last))
+	at := resp.Header.Revision
+	if at == last {
+		return nil
+	}
+	err = f.diverged(ctx, last, at)
+	if errors.Is(err, ErrDiverged) || errors.Is(err, ErrSelfDiverged) {
+		return err
+	}
+	if ctx.Err() == nil {
+		f.lg.Warn("following the source etcd: cannot judge the target's revisions", zap.Error(err))
+	}
+	return nil
+}
+
+// retireLeases revokes on the target the leases the source dropped, once
+// the target holds the source revision as of which they were dropped:
+// their keys' deletes are copied by then, so the revoke deletes nothing
+// and costs no revision. It then asks the source (briefly; it may not
+// answer) which leases it holds.
+func (f *follower) retireLeases(ctx context.Context) {
+	copied := f.copied.Load()
+	f.leases.mu.Lock()
+	var due []int64
+	for id, h := range f.leases.dropped {
+		if copied >= h {
+			due = append(due, id)
+		}
+	}
+	f.leases.mu.Unlock()
+	for _, id := range due {
+		cctx, cancel := context.WithTimeout(ctx, f.o.LeaseInterval)
+		err := f.retireLease(cctx, id)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			f.lg.Warn("following the source etcd: cannot revoke on the target a lease the source dropped", zap.String("lease", fmt.Sprintf("%x", id)), zap.Error(err))
+		}
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, f.o.LeaseInterval)
+	defer cancel()
+	src, err := f.o.Source.Leases(cctx)
+	if err != nil {
+		return
+	}
+	// A linearizable read after the list: its revision is at or after
+	// every revoke the list reflects.
+	probe, err := f.o.Source.Get(cctx, "vetcd-migrate-probe", clientv3.WithCountOnly())
+	if err != nil {
+		return
+	}
+	held := map[int64]bool{}
+	f.leases.mu.Lock()
+	defer f.leases.mu.Unlock()
+	for _, l := range src.Leases {
+		held[int64(l.ID)] = true
+		f.leases.fromSource[int64(l.ID)] = true
+		delete(f.leases.dropped, int64(l.ID))
+	}
+	for id := range f.leases.fromSource {
+		if _, ok := f.leases.dropped[id]; !ok && !held[id] {
+			f.leases.dropped[id] = probe.Header.Revision
+		}
+	}
+}
+
+// retireLease revokes lease id on the target if no key is attached to it,
+// and forgets it.
+func (f *follower) retireLease(ctx context.Context, id int64) error {
+	ttl, err := f.o.Target.TimeToLive(ctx, clientv3.LeaseID(id), clientv3.WithAttachedKeys())
+	if err == nil && ttl.TTL > 0 && len(ttl.Keys) > 0 {
+		// Its deletes should have been copied: keep it alive rather
+		// than let its keys go at a revision of the target's own.
+		return fmt.Errorf("lease %x still has %d keys on the target", id, len(ttl.Keys))
+	}
+	if err == nil && ttl.TTL > 0 {
+		_, err = f.o.Target.Revoke(ctx, clientv3.LeaseID(id))
+	}
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return err
+	}
+	f.leases.mu.Lock()
+	delete(f.leases.onTarget, id)
+	delete(f.leases.fromSource, id)
+	delete(f.leases.dropped, id)
+	f.leases.mu.Unlock()
+	return nil
 }
 
 // retry calls fn until it succeeds or fails for a lasting reason, each try

@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -362,5 +364,323 @@ func TestRestoreRefusesNonEmptyDir(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("dir changed: %v", entries)
+	}
+}
+
+// restoreTarget snapshots src and restores it into a fresh target etcd,
+// as a founding replica does; it returns the target and the snapshot
+// revision.
+func restoreTarget(t *testing.T, lg *zap.Logger, src etcdServer) (etcdServer, int64) {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "source.db")
+	snapRev, err := SaveSnapshot(t.Context(), lg, src.cli, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	peer := testURL(t)
+	if err := Restore(lg, db, RestoreTarget{Name: "vetcd-0", PeerURL: peer, DataDir: dataDir, Token: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	return startEmbedEtcd(t, dataDir, "vetcd-0", peer, true), snapRev
+}
+
+// following is a Follow running in the background of a test.
+type following struct {
+	mu      sync.Mutex
+	applied int64
+	done    chan struct{}
+	last    int64
+	err     error
+}
+
+// startFollow runs Follow from the snapshot revision until the test ends.
+func startFollow(t *testing.T, lg *zap.Logger, src, dst etcdServer, snapRev int64) *following {
+	t.Helper()
+	f := &following{applied: snapRev, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		defer close(f.done)
+		last, err := Follow(ctx, FollowOptions{Source: src.cli, Target: dst.cli, SourceName: src.clientURL, SnapshotRevision: snapRev,
+			From: snapRev, Logger: lg, OnApplied: func(rev int64) { f.mu.Lock(); f.applied = rev; f.mu.Unlock() }})
+		f.mu.Lock()
+		f.last, f.err = last, err
+		f.mu.Unlock()
+	}()
+	t.Cleanup(func() { cancel(); <-f.done })
+	return f
+}
+
+// ended reports whether Follow returned, and with what.
+func (f *following) ended() (bool, int64, error) {
+	select {
+	case <-f.done:
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return true, f.last, f.err
+	default:
+		return false, 0, nil
+	}
+}
+
+// waitApplied waits until Follow copied source revision rev.
+func (f *following) waitApplied(t *testing.T, rev int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		f.mu.Lock()
+		a := f.applied
+		f.mu.Unlock()
+		if a >= rev {
+			return
+		}
+		if done, last, err := f.ended(); done {
+			t.Fatalf("Follow ended at source revision %d with %v; source revision %d was never copied", last, err, rev)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("source revision %d not copied after %s (copied up to %d)", rev, timeout, a)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// keepAlive keeps lease id alive from cli until the test ends, as
+// kube-apiserver keeps its master lease alive.
+func keepAlive(t *testing.T, cli *clientv3.Client, id clientv3.LeaseID) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := cli.KeepAlive(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range ch {
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestFollowSurvivesStalledSource: a deployed etcd that stops answering
+// for longer than the TTL of a lease its client keeps alive (SIGSTOP
+// 12 s, a 5 s lease, as kube-apiserver keeps its master lease) must not
+// end the following: the lease must not expire on the target, and the
+// source's writes after it resumes are copied with their revisions.
+func TestFollowSurvivesStalledSource(t *testing.T) {
+	p := testtools.StartEtcdProcess(t, testtools.Path(t, "etcd36"), filepath.Join(t.TempDir(), "src"))
+	src := etcdServer{clientURL: p.ClientURL, cli: p.Client}
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	preload(t, src.cli, 100)
+	keeper := newTestClient(t, src.clientURL)
+	defer keeper.Close()
+	// One lease in the snapshot, one granted after it (copied by Follow).
+	grant := func(key string) {
+		l, err := keeper.Grant(ctx, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keeper.Put(ctx, key, "10.0.0.1", clientv3.WithLease(l.ID)); err != nil {
+			t.Fatal(err)
+		}
+		keepAlive(t, keeper, l.ID)
+	}
+	grant("/registry/masterleases/10.0.0.1")
+	dst, snapRev := restoreTarget(t, lg, src)
+	f := startFollow(t, lg, src, dst, snapRev)
+	grant("/registry/masterleases/10.0.0.2")
+	resp, err := src.cli.Put(ctx, "/registry/before", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitApplied(t, resp.Header.Revision, 30*time.Second)
+
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(12 * time.Second)
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	var after *clientv3.PutResponse
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		after, err = src.cli.Put(pctx, "/registry/after", "y")
+		pcancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed source takes no write: %v", err)
+		}
+	}
+	f.waitApplied(t, after.Header.Revision, 30*time.Second)
+
+	// The resumed source may still end leases of its own (their deletes
+	// are copied too): compare once the target holds its last revision.
+	var final *clientv3.GetResponse
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		final, err = src.cli.Get(ctx, "/registry/", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, ok, err := ReadEtcdMarker(ctx, dst.cli)
+		if err == nil && ok && m.Revision == final.Header.Revision {
+			break
+		}
+		if done, last, err := f.ended(); done {
+			t.Fatalf("Follow ended at %d with %v after the source resumed", last, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("marker %+v (%v), source at %d", m, err, final.Header.Revision)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got, err := dst.cli.Get(ctx, "/registry/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Header.Revision != final.Header.Revision || len(got.Kvs) != len(final.Kvs) {
+		t.Fatalf("target has %d keys at revision %d, source %d at %d", len(got.Kvs), got.Header.Revision, len(final.Kvs), final.Header.Revision)
+	}
+	for i, s := range final.Kvs {
+		d := got.Kvs[i]
+		if string(d.Key) != string(s.Key) || string(d.Value) != string(s.Value) || d.ModRevision != s.ModRevision || d.Lease != s.Lease {
+			t.Fatalf("key %s: target %+v, source %+v", s.Key, d, s)
+		}
+	}
+	if done, last, err := f.ended(); done {
+		t.Fatalf("Follow ended at %d with %v after the source resumed", last, err)
+	}
+	// Leases the source ended are revoked on the target too, once their
+	// deletes are copied; the ones it holds are still there.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		sl, err1 := src.cli.Leases(ctx)
+		dl, err2 := dst.cli.Leases(ctx)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if fmt.Sprint(leaseIDs(sl)) == fmt.Sprint(leaseIDs(dl)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("target leases %x, source leases %x", leaseIDs(dl), leaseIDs(sl))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r, err := dst.cli.Get(ctx, "x"); err != nil || r.Header.Revision != final.Header.Revision {
+		t.Fatalf("revoking the ended leases on the target moved its revision: %v %v, source at %d", r, err, final.Header.Revision)
+	}
+	masters, err := src.cli.Get(ctx, "/registry/masterleases/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("source revision %d copied after a 12 s stall; target at %d; %d of 2 master lease keys left on the source",
+		after.Header.Revision, final.Header.Revision, masters.Count)
+}
+
+// leaseIDs lists the lease IDs of a Leases answer, sorted.
+func leaseIDs(r *clientv3.LeaseLeasesResponse) []int64 {
+	var ids []int64
+	for _, l := range r.Leases {
+		ids = append(ids, int64(l.ID))
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestFollowCutOverWhileSourceDown: clients moved over and wrote to the
+// target while the source does not answer (stopped after the move): the
+// write is the cut-over, seen without waiting for another source
+// revision, so that copied leases stop being kept alive and expire.
+func TestFollowCutOverWhileSourceDown(t *testing.T) {
+	p := testtools.StartEtcdProcess(t, testtools.Path(t, "etcd36"), filepath.Join(t.TempDir(), "src"))
+	src := etcdServer{clientURL: p.ClientURL, cli: p.Client}
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	preload(t, src.cli, 100)
+	dst, snapRev := restoreTarget(t, lg, src)
+	f := startFollow(t, lg, src, dst, snapRev)
+	resp, err := src.cli.Put(ctx, "/registry/before", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitApplied(t, resp.Header.Revision, 30*time.Second)
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) })
+	own, err := dst.cli.Put(ctx, "/registry/own", "z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		done, last, err := f.ended()
+		if done {
+			if !errors.Is(err, ErrDiverged) || last != resp.Header.Revision {
+				t.Fatalf("Follow = %d, %v; want %d, ErrDiverged (clients moved over)", last, err, resp.Header.Revision)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the target's own write at %d was not seen as the cut-over within 20 s while the source is down", own.Header.Revision)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFollowStopsOnSelfDivergence: a target revision that no client's
+// write explains (the deletes of a copied lease ending on the target)
+// is not a cut-over: Follow stops with ErrSelfDiverged, loudly, and the
+// marker stays following.
+func TestFollowStopsOnSelfDivergence(t *testing.T) {
+	p := testtools.StartEtcdProcess(t, testtools.Path(t, "etcd36"), filepath.Join(t.TempDir(), "src"))
+	src := etcdServer{clientURL: p.ClientURL, cli: p.Client}
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	preload(t, src.cli, 100)
+	dst, snapRev := restoreTarget(t, lg, src)
+	f := startFollow(t, lg, src, dst, snapRev)
+	l, err := src.cli.Grant(ctx, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := src.cli.Put(ctx, "/registry/events/e1", "e", clientv3.WithLease(l.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitApplied(t, resp.Header.Revision, 30*time.Second)
+	// The copied lease ends on the target alone.
+	if _, err := dst.cli.Revoke(ctx, l.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.cli.Put(ctx, "/registry/next", "n"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		done, last, err := f.ended()
+		if done {
+			if !errors.Is(err, ErrSelfDiverged) || errors.Is(err, ErrDiverged) || last != resp.Header.Revision {
+				t.Fatalf("Follow = %d, %v; want %d, ErrSelfDiverged (not a cut-over)", last, err, resp.Header.Revision)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Follow did not stop after the target's revision moved on its own")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m, ok, err := ReadEtcdMarker(ctx, dst.cli)
+	if err != nil || !ok || m.State != StateFollowing || m.Revision != resp.Header.Revision {
+		t.Fatalf("marker %+v ok %t err %v; want following at %d", m, ok, err, resp.Header.Revision)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/version"
 	"go.uber.org/zap"
 
@@ -135,14 +136,41 @@ func (r *Replica) migrateEtcdAtFounding(ctx context.Context, token string) error
 	return nil
 }
 
+// followBrokenMetric is 1 while the founding replica no longer copies the
+// deployed etcd's writes although nothing cut the migration over.
+const followBrokenMetric = "vetcd_migrate_follow_broken"
+
+// followBroken registers (once per registry) and returns the gauge
+// followBrokenMetric.
+func (r *Replica) followBroken() prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: followBrokenMetric,
+		Help: "1 while this replica no longer copies the deployed etcd's writes although no cut-over happened " +
+			"(this cluster's revision moved without a client's write, or the source compacted revisions not copied yet).",
+	})
+	if err := r.metrics.Registry.Register(g); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(prometheus.Gauge); ok {
+				return old
+			}
+		}
+		r.lg.Warn("cannot register the migration metric", zap.String("metric", followBrokenMetric), zap.Error(err))
+	}
+	return g
+}
+
 // followDeployedEtcd copies the deployed etcd's writes after the snapshot
 // into this cluster, one txn per source revision (see migrate.Follow),
-// from the moment the member serves until cut-over: the first write this
-// cluster takes of its own (clients moved over), or `vetcd migrate
-// --cut-over`. It runs on the founding replica for as long as the
+// from the moment the member serves until cut-over: a client's write to
+// this cluster (clients moved over; plan.JudgeFollow), or `vetcd migrate
+// --from etcd://…`. It runs on the founding replica for as long as the
 // replica runs and the config keeps migrateFromDeployedEtcd; a restarted
 // replica resumes from the revision recorded in etcd. An unreachable
-// source is retried.
+// source is retried. A revision of this cluster's own that no client
+// made (migrate.ErrSelfDiverged) is never taken for a cut-over: it is
+// logged as an error, counted in vetcd_migrate_follow_broken, and judged
+// again with back-off until a cut-over ends it.
 func (r *Replica) followDeployedEtcd(ctx context.Context) {
 	if !r.cfg.MigrateFromDeployedEtcd || len(r.cfg.MigrateFrom.Endpoints) == 0 || r.self.Ordinal != 0 {
 		return
@@ -161,13 +189,21 @@ func (r *Replica) followDeployedEtcd(ctx context.Context) {
 		return
 	}
 	lg := r.lg.Named("migrate")
+	broken := r.followBroken()
 	wait := time.Second
 	for {
-		done, err := r.followOnce(ctx, lg, state)
+		done, err := r.followOnce(ctx, lg, state, broken)
 		if done || ctx.Err() != nil {
 			return
 		}
-		lg.Warn("following the deployed etcd failed; retrying", zap.Error(err), zap.Duration("retry-in", wait))
+		if errors.Is(err, migrate.ErrSelfDiverged) {
+			broken.Set(1)
+			lg.Error("this cluster's revision moved without a client's write while following the deployed etcd: "+
+				"its writes since are NOT copied here and this is not a cut-over; migrate again into a new cluster",
+				zap.Error(err), zap.Duration("judged-again-in", wait))
+		} else {
+			lg.Warn("following the deployed etcd failed; retrying", zap.Error(err), zap.Duration("retry-in", wait))
+		}
 		if sleep(ctx, wait) != nil {
 			return
 		}
@@ -177,7 +213,7 @@ func (r *Replica) followDeployedEtcd(ctx context.Context) {
 
 // followOnce waits for the local member to serve and follows the source
 // until cut-over (done) or an error.
-func (r *Replica) followOnce(ctx context.Context, lg *zap.Logger, state followState) (done bool, err error) {
+func (r *Replica) followOnce(ctx context.Context, lg *zap.Logger, state followState, broken prometheus.Gauge) (done bool, err error) {
 	if err := r.waitServing(ctx); err != nil {
 		return true, err
 	}
@@ -205,13 +241,17 @@ func (r *Replica) followOnce(ctx context.Context, lg *zap.Logger, state followSt
 	case ctx.Err() != nil:
 		return true, ctx.Err()
 	case errors.Is(err, migrate.ErrCutOver):
+		broken.Set(0)
 		reason = err.Error()
 	case errors.Is(err, migrate.ErrDiverged):
-		reason = fmt.Sprintf("this cluster took a write of its own after source revision %d: clients moved over", last)
+		broken.Set(0)
+		// Only a client's write (plan.JudgeFollow) makes ErrDiverged.
+		reason = fmt.Sprintf("after source revision %d: %v", last, err)
 		if _, cerr := migrate.CutOver(ctx, tcli, 0, reason); cerr != nil && !errors.Is(cerr, migrate.ErrCutOver) {
 			return false, cerr
 		}
 	case errors.Is(err, migrate.ErrSourceCompacted):
+		broken.Set(1)
 		lg.Error("the deployed etcd compacted revisions this cluster had not copied yet: writes made to it since are not here; "+
 			"stopped following (migrate again into a new cluster to copy them)", zap.Error(err), zap.Int64("revision", last))
 		reason = err.Error()

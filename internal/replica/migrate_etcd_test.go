@@ -219,3 +219,103 @@ func TestFoundFromUnreachableEtcd(t *testing.T) {
 		t.Fatalf("cluster record %q (%v): a cluster was founded without its data", record, err)
 	}
 }
+
+// followBrokenValue reads vetcd_migrate_follow_broken from the replica's
+// metrics (-1: not registered).
+func followBrokenValue(t *testing.T, r *Replica) float64 {
+	t.Helper()
+	mfs, err := r.metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == followBrokenMetric && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// TestFollowSelfDivergedIsNoCutOver: a revision of vetcd's own that no
+// client's write explains (a copied lease revoked on vetcd: only deletes
+// of leased keys) stops the copying loudly, with the metric, and is not
+// recorded as a cut-over; a client's write afterwards is.
+func TestFollowSelfDivergedIsNoCutOver(t *testing.T) {
+	srcURL, src := embedSource(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for i := range 50 {
+		if _, err := src.Put(ctx, fmt.Sprintf("/registry/pre/%04d", i), "p"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr := newTestReplica(t, t.TempDir(), func(c *config.Config) {
+		c.MigrateFromDeployedEtcd = true
+		c.MigrateFrom.Endpoints = []string{srcURL}
+	})
+	tr.start(t)
+	cli := tr.ready(t)
+	l, err := src.Grant(ctx, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := src.Put(ctx, "/registry/events/e1", "e", clientv3.WithLease(l.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		m, ok, err := migrate.ReadEtcdMarker(ctx, cli)
+		if err == nil && ok && m.Revision >= put.Header.Revision {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("source revision %d not copied: marker %+v %v", put.Header.Revision, m, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v := followBrokenValue(t, tr.r); v != 0 {
+		t.Fatalf("%s = %v while following", followBrokenMetric, v)
+	}
+	if _, err := cli.Revoke(ctx, l.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Put(ctx, "/registry/next", "n"); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for followBrokenValue(t, tr.r) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v 30 s after vetcd's revision moved on its own", followBrokenMetric, followBrokenValue(t, tr.r))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, _, err := tr.r.markers.readFollow()
+	m, ok, merr := migrate.ReadEtcdMarker(ctx, cli)
+	if err != nil || st.Done || merr != nil || !ok || m.State != migrate.StateFollowing {
+		t.Fatalf("recorded as a cut-over: follow state %+v (%v), marker %+v (%v)", st, err, m, merr)
+	}
+	if r, err := cli.Get(ctx, "/registry/next"); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("a source revision was copied after vetcd's own revision: %v %v", r, err)
+	}
+
+	// A client's write is the cut-over, even now.
+	if _, err := cli.Put(ctx, "/registry/own", "x"); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for {
+		st, _, _ = tr.r.markers.readFollow()
+		m, ok, err := migrate.ReadEtcdMarker(ctx, cli)
+		if st.Done && err == nil && ok && m.State == migrate.StateDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cut-over after a client's write: state %+v, marker %+v %v", st, m, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v := followBrokenValue(t, tr.r); v != 0 {
+		t.Fatalf("%s = %v after the cut-over", followBrokenMetric, v)
+	}
+}

@@ -111,3 +111,10 @@ func (p *EtcdProcess) Log() string {
 	}
 	return string(b)
 }
+
+// Signal sends sig to the etcd process: SIGSTOP and SIGCONT freeze and
+// resume it, a deployed etcd that stops answering without closing its
+// connections.
+func (p *EtcdProcess) Signal(sig os.Signal) error {
+	return p.cmd.Process.Signal(sig)
+}

@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/migrate"
 	"github.com/vetcd/vetcd/internal/testtools"
@@ -163,4 +165,123 @@ func TestMigrateFromUnreachableEtcd(t *testing.T) {
 	if err != nil || after.Header.Revision != before.Header.Revision || after.Count != before.Count {
 		t.Fatalf("cluster changed: revision %d -> %d, keys %d -> %d (%v)", before.Header.Revision, after.Header.Revision, before.Count, after.Count, err)
 	}
+}
+
+// TestMigrateFollowSurvivesStalledSource: vetcd follows a real etcd 3.6
+// process holding a key on a 5 s lease that a client of the source keeps
+// alive (kube-apiserver's master lease). The source stops answering for
+// 12 s (SIGSTOP) and resumes. That is no cut-over: the source's next write
+// reaches vetcd with its revision and the marker still says following.
+// Then a client's write to vetcd is the cut-over.
+func TestMigrateFollowSurvivesStalledSource(t *testing.T) {
+	p := testtools.StartEtcdProcess(t, testtools.Path(t, "etcd36"), filepath.Join(t.TempDir(), "deployed"))
+	src := p.Client
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for i := range 100 {
+		if _, err := src.Put(ctx, fmt.Sprintf("/registry/pods/ns/p%04d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keeper, err := clientv3.New(clientv3.Config{Endpoints: []string{p.ClientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keeper.Close()
+	lease, err := keeper.Grant(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keeper.Put(ctx, "/registry/masterleases/10.0.0.1", "ip", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	kctx, kcancel := context.WithCancel(ctx)
+	kch, err := keeper.KeepAlive(kctx, lease.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kdone := make(chan struct{})
+	go func() {
+		defer close(kdone)
+		for range kch {
+		}
+	}()
+	defer func() { kcancel(); <-kdone }()
+
+	cfg := filepath.Join(t.TempDir(), "vetcd.yaml")
+	if err := os.WriteFile(cfg, []byte("migrateFromDeployedEtcd: true\nmigrateFrom:\n  endpoints: ["+p.ClientURL+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startUp(t, filepath.Join(t.TempDir(), "c"), freeBasePort(t, 1), 1, "--config", cfg)
+	c.requireSettled(1)
+	cli := c.client(1)
+
+	// copied waits until vetcd holds key as the source wrote it at rev.
+	copied := func(key string, rev int64, timeout time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for {
+			r, err := cli.Get(ctx, key)
+			if err == nil && len(r.Kvs) == 1 && r.Kvs[0].ModRevision == rev {
+				return
+			}
+			if time.Now().After(deadline) {
+				m, ok, merr := migrate.ReadEtcdMarker(ctx, cli)
+				t.Fatalf("source write %s at revision %d not in vetcd after %s (vetcd has %v, err %v); marker %+v ok %t err %v",
+					key, rev, timeout, r, err, m, ok, merr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	before, err := src.Put(ctx, "/registry/before", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied("/registry/before", before.Header.Revision, time.Minute)
+
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(12 * time.Second)
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	var after *clientv3.PutResponse
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		after, err = src.Put(pctx, "/registry/after", "a")
+		pcancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed source takes no write: %v", err)
+		}
+	}
+	copied("/registry/after", after.Header.Revision, 30*time.Second)
+	m, ok, err := migrate.ReadEtcdMarker(ctx, cli)
+	if err != nil || !ok || m.State != migrate.StateFollowing {
+		t.Fatalf("marker %+v ok %t err %v: want following", m, ok, err)
+	}
+	if v := c.metric(0, "vetcd_migrate_follow_broken"); v != 0 {
+		t.Fatalf("vetcd_migrate_follow_broken = %v", v)
+	}
+
+	// A client's write to vetcd is the cut-over.
+	if _, err := cli.Put(ctx, "/registry/own", "o"); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		m, ok, err = migrate.ReadEtcdMarker(ctx, cli)
+		if err == nil && ok && m.State == migrate.StateDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cut-over after a client's write to vetcd: marker %+v ok %t err %v", m, ok, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("followed through a 12 s source stall (source revision %d copied); cut over: %s", after.Header.Revision, m.Reason)
 }
