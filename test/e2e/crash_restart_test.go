@@ -83,3 +83,36 @@ func dirSize(dir string) int64 {
 	})
 	return n
 }
+
+// A data dir deleted under a running replica (a lost volume, an rm -rf) is
+// healed inside the process: the replica stops its member and rejoins with
+// fresh data, and its process is never restarted by the supervisor. etcd
+// alone would exit the process through lg.Fatal when its file purger finds
+// the WAL dir gone (issue 15).
+func TestDataDirDeletedWhileRunning(t *testing.T) {
+	c, w := startRecoveryCluster(t, "")
+	const i = 2
+	name := local.ReplicaName(i)
+	old := c.memberID(3, name)
+	pid := c.pid(i)
+	start := time.Now()
+	if err := os.RemoveAll(filepath.Join(c.dir, name, "data")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !(c.memberIDIn(3, name) != old && c.healthyVoter(name)) {
+		if p := c.pid(i); p != pid || syscall.Kill(pid, 0) != nil {
+			t.Fatalf("%s's process %d exited after its data dir was deleted (now pid %d, %d supervisor restarts): healed by the supervisor, not inside the process",
+				name, pid, p, c.restarts(i))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not rejoin as a healthy voter within 2m after its data dir was deleted", name)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("%s rejoined as member %x (was %x) in %s, in process %d", name, c.memberIDIn(3, name), old, time.Since(start).Round(time.Millisecond), pid)
+	finish(t, c, w, start)
+	if p := c.pid(i); p != pid || c.restarts(i) != 0 {
+		t.Fatalf("%s's process was restarted (pid %d → %d, %d restarts)", name, pid, p, c.restarts(i))
+	}
+}
