@@ -76,3 +76,26 @@ func TestOtherEtcdFatalExits(t *testing.T) {
 		t.Fatalf("want exit code 1, got %v\n%s", err, out)
 	}
 }
+
+// etcd's panic on a removed member's IsLearner ends only the goroutine that
+// asked (a client request); any other panic of etcd is still a panic.
+func TestRemovedPanicEndsOnlyTheRequest(t *testing.T) {
+	lg := etcdLogger(zaptest.NewLogger(t), func(string) {})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		lg.Panic("failed to find local ID in cluster members")
+		t.Error("Panic returned")
+	}()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("goroutine did not end")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("another panic of etcd did not panic")
+		}
+	}()
+	lg.Panic("failed to unmarshal")
+}

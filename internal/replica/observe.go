@@ -118,7 +118,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		} else {
 			r.leaderlessSince = time.Time{}
 		}
-		ready := l.Leader != 0 && !s.IsLearner()
+		ready := l.Leader != 0 && votes(s)
 		r.mu.Unlock()
 		if ready {
 			r.metrics.Ready.Set(1)
