@@ -31,10 +31,11 @@ type DataInfo struct {
 	ClusterID    uint64
 	MemberID     uint64
 	AppliedIndex uint64
-	// Revision is the newest revision in the backend's key bucket.
-	Revision int64
-	// CompactRevision is the revision the backend was last compacted to
-	// (0 if never).
+	// Revision and CompactRevision are where etcd's start-up corruption
+	// check will hash this data (plan.StartHashPoint): the store's current
+	// revision, and its compaction revision, plan.NeverCompacted (-1) if
+	// never compacted, as etcd reports it.
+	Revision        int64
 	CompactRevision int64
 	// WALLocked means a WAL file is locked by someone else. etcd leaks the
 	// WAL lock of a start that fails after opening it (its initial
@@ -83,7 +84,8 @@ func InspectData(lg *zap.Logger, dataDir string) DataInfo {
 	if err != nil {
 		return corrupt("backend %s unreadable: %v", dbPath(dataDir), err)
 	}
-	info.AppliedIndex, info.Revision, info.CompactRevision = b.index, b.revision, b.compacted
+	hp := plan.StartHashPoint(b.revision, b.finished, b.finishedFound, b.scheduled)
+	info.AppliedIndex, info.Revision, info.CompactRevision = b.index, hp.Revision, hp.CompactRevision
 	return info
 }
 
@@ -134,15 +136,19 @@ func walLocked(dataDir string) bool {
 	return false
 }
 
-// readBackend opens the bbolt file read-only and reads etcd's consistent
-// index (the last applied raft index persisted in the backend) and the
-// newest revision in the key bucket.
 // backendInfo is what readBackend finds in a member's db.
 type backendInfo struct {
-	index     uint64 // consistent index
-	revision  int64  // newest revision in the key bucket
-	compacted int64  // finished compaction revision (0: never)
+	index         uint64 // consistent index
+	revision      int64  // newest main revision in the key bucket (0: none)
+	finished      int64  // finished compaction revision, if finishedFound
+	finishedFound bool
+	scheduled     int64 // scheduled compaction revision (0: none)
 }
+
+// readBackend opens the bbolt file read-only and reads etcd's consistent
+// index (the last applied raft index persisted in the backend), the
+// newest revision in the key bucket, and the compactions recorded in the
+// meta bucket.
 
 func readBackend(path string) (info backendInfo, err error) {
 	defer func() {
@@ -165,10 +171,14 @@ func readBackend(path string) (info backendInfo, err error) {
 			return errors.New("no consistent index")
 		}
 		info.index = binary.BigEndian.Uint64(v)
-		// etcd stores the compaction as a revision key: 8 bytes of main
-		// revision, '_', 8 bytes of sub revision.
+		// etcd stores a compaction as a revision key: 8 bytes of main
+		// revision, '_', 8 bytes of sub revision. A missing one is not
+		// compaction 0: etcd reports never compacted as -1.
 		if v := b.Get([]byte("finishedCompactRev")); len(v) >= 8 {
-			info.compacted = int64(binary.BigEndian.Uint64(v[:8]))
+			info.finished, info.finishedFound = int64(binary.BigEndian.Uint64(v[:8])), true
+		}
+		if v := b.Get([]byte("scheduledCompactRev")); len(v) >= 8 {
+			info.scheduled = int64(binary.BigEndian.Uint64(v[:8]))
 		}
 		// Walk the key bucket's pages: a corrupt page shows here rather
 		// than after etcd has started on it.

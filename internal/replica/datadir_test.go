@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/vetcd/vetcd/internal/plan"
@@ -219,5 +221,92 @@ func TestWALLockedSeesEtcdsLock(t *testing.T) {
 	}
 	if got := InspectData(zaptest.NewLogger(t), dir); !got.WALLocked || got.State != plan.DataValid {
 		t.Fatalf("InspectData = %+v, want valid and locked", got)
+	}
+}
+
+// TestInspectDataHashPoint checks InspectData against etcd itself: the
+// revision and compaction it reports for stopped data must be the ones
+// etcd's start-up corruption check hashes at when it starts on that data
+// (and asks the peers to match), whether the data was never compacted,
+// compacted, or compacted at a tombstone that the compaction removed.
+func TestInspectDataHashPoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cport, pport := freePort(t), freePort(t)
+	start := func() *embed.Etcd {
+		t.Helper()
+		cfg := embed.NewConfig()
+		cfg.Dir = dir
+		cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", cport))
+		pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", pport))
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+		cfg.InitialCluster = cfg.Name + "=" + pu.String()
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zaptest.NewLogger(t).Named("etcd"))
+		cfg.LogLevel = "error"
+		e, err := embed.StartEtcd(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-e.Server.ReadyNotify():
+		case <-time.After(30 * time.Second):
+			e.Close()
+			t.Fatal("etcd not ready")
+		}
+		return e
+	}
+	// hashPoint is where etcd hashes its own data, as its start-up check does.
+	hashPoint := func(e *embed.Etcd) plan.HashPoint {
+		t.Helper()
+		h, _, err := e.Server.KV().HashStorage().HashByRev(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plan.HashPoint{Revision: h.Revision, CompactRevision: h.CompactRevision}
+	}
+	steps := []struct {
+		name string
+		do   func(t *testing.T, cli *clientv3.Client)
+	}{
+		{name: "never compacted", do: func(t *testing.T, cli *clientv3.Client) {
+			for i := range 20 {
+				_, err := cli.Put(t.Context(), fmt.Sprintf("k%02d", i), "v")
+				must(t, err)
+			}
+		}},
+		{name: "compacted", do: func(t *testing.T, cli *clientv3.Client) {
+			resp, err := cli.Put(t.Context(), "k00", "v2")
+			must(t, err)
+			_, err = cli.Compact(t.Context(), resp.Header.Revision-5, clientv3.WithCompactPhysical())
+			must(t, err)
+		}},
+		{name: "compacted at a deleted key's tombstone", do: func(t *testing.T, cli *clientv3.Client) {
+			_, err := cli.Put(t.Context(), "gone", "v")
+			must(t, err)
+			resp, err := cli.Delete(t.Context(), "gone")
+			must(t, err)
+			_, err = cli.Compact(t.Context(), resp.Header.Revision, clientv3.WithCompactPhysical())
+			must(t, err)
+		}},
+	}
+	for _, st := range steps {
+		e := start()
+		cli := v3client.New(e.Server)
+		st.do(t, cli)
+		cli.Close()
+		e.Close()
+
+		got := InspectData(zaptest.NewLogger(t), dir)
+		if got.State != plan.DataValid {
+			t.Fatalf("%s: state %v (%s)", st.name, got.State, got.Problem)
+		}
+		e = start()
+		want := hashPoint(e)
+		e.Close()
+		if (plan.HashPoint{Revision: got.Revision, CompactRevision: got.CompactRevision}) != want {
+			t.Fatalf("%s: InspectData says revision %d compacted to %d; etcd hashes at revision %d compacted to %d",
+				st.name, got.Revision, got.CompactRevision, want.Revision, want.CompactRevision)
+		}
+		t.Logf("%s: revision %d, compaction %d, as etcd's start-up check sees it", st.name, want.Revision, want.CompactRevision)
 	}
 }

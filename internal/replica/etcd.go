@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"strings"
@@ -127,7 +128,13 @@ func (r *Replica) startEtcd(ctx context.Context, spec startSpec) (e *embed.Etcd,
 	if err != nil {
 		return nil, err
 	}
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(r.lg))
+	lost := make(chan string, 1)
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(r.lg, func(why string) {
+		select {
+		case lost <- why:
+		default:
+		}
+	}))
 	if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -135,6 +142,7 @@ func (r *Replica) startEtcd(ctx context.Context, spec startSpec) (e *embed.Etcd,
 	if err != nil {
 		return nil, fmt.Errorf("start etcd: %w", err)
 	}
+	go r.watchData(e, lost)
 	r.noteOurs(e)
 	if !spec.waitReady {
 		return e, nil
@@ -235,4 +243,46 @@ const publishGrace = 30 * time.Millisecond
 func publishLost(e *embed.Etcd) bool {
 	m := e.Server.Cluster().Member(e.Server.MemberID())
 	return m != nil && m.Name != "" && len(m.ClientURLs) > 0
+}
+
+// dataCheckInterval is how often a running member's data dir is looked at.
+const dataCheckInterval = time.Second
+
+// watchData stops member e when its data dir is gone: deleted under the
+// running member (a lost volume, a person's rm -rf), or reported gone by
+// etcd's file purger (lost, see purgeFatalHook). etcd itself goes on
+// serving from the open, unlinked WAL and database until it fails to
+// write a new file, and then exits the process through lg.Fatal. Stopping
+// the member instead wakes the replica's loop (stopNotify), which finds
+// the data dir empty or damaged and rejoins inside the process. It
+// returns when the member stops, whoever stops it.
+func (r *Replica) watchData(e *embed.Etcd, lost <-chan string) {
+	t := time.NewTicker(dataCheckInterval)
+	defer t.Stop()
+	var why string
+	for why == "" {
+		select {
+		case <-e.Server.StopNotify():
+			return
+		case why = <-lost:
+		case <-t.C:
+			why = dataGone(r.cfg.DataDir)
+		}
+	}
+	r.lg.Warn("etcd's data dir is gone under the running member; stopping it so that the replica rejoins",
+		zap.String("member-id", e.Server.MemberID().String()), zap.String("reason", why))
+	// Stop hands leadership over first; the open WAL and database still
+	// take writes until the server is down.
+	e.Server.Stop()
+}
+
+// dataGone says which of a member's WAL dir and database is missing, or ""
+// if both are there (or cannot be looked at for another reason).
+func dataGone(dataDir string) string {
+	for _, p := range []string{walDir(dataDir), dbPath(dataDir)} {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return p + " is missing"
+		}
+	}
+	return ""
 }

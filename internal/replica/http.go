@@ -50,8 +50,8 @@ func (r *Replica) readiness() error {
 		return fmt.Errorf("etcd is not running (%s: %s)", r.last.Mode, r.last.Reason)
 	case e.Server.Leader() == 0:
 		return errors.New("member has no leader")
-	case e.Server.IsLearner():
-		return errors.New("member is a learner")
+	case !votes(e.Server):
+		return errors.New("member is a learner or was removed")
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver"
 	"go.uber.org/zap"
 
@@ -45,7 +46,17 @@ func (r *Replica) leave(ctx context.Context, desired int) error {
 		case <-ctx.Done():
 		}
 	}()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		r.closeClientsWhenRemoved(ctx, e, selfID)
+	}()
 	err := r.leaveSteps(ctx, s, desired)
+	cancel()
+	<-watchDone
+	if removed(s, selfID) {
+		closeClients(e) // removed without the watcher seeing it in time
+	}
 	if removed(s, selfID) {
 		return r.markLeft(s, selfID, desired, r.lg)
 	}
@@ -203,4 +214,49 @@ func (r *Replica) waitApplied(ctx context.Context, s *etcdserver.EtcdServer, sel
 		}
 	}
 	return nil
+}
+
+// removedPoll is how often a leaving member looks for its own removal in
+// its member list.
+const removedPoll = 2 * time.Millisecond
+
+// closeClientsWhenRemoved closes the member's client listeners as soon as
+// it sees its own removal applied, and returns then or when ctx ends. A
+// removed member's etcd goes on serving clients until it stops a second
+// later, and a Status request in that window panics in etcd
+// ("failed to find local ID in cluster members", see removedPanicHook).
+// Closing the listeners makes etcd stop its gRPC server, which ends the
+// established connections too, so clients move to another member at once.
+func (r *Replica) closeClientsWhenRemoved(ctx context.Context, e *embed.Etcd, selfID uint64) {
+	t := time.NewTicker(removedPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if e.Server.Cluster().Member(types.ID(selfID)) == nil {
+			closeClients(e)
+			r.lg.Info("leave: own removal applied; stopped serving clients")
+			return
+		}
+	}
+}
+
+// closeClients closes member e's client listeners. embed then stops the
+// member's gRPC server (it stops it when its listener fails), which closes
+// the established client connections; embed's Close later closes the rest.
+func closeClients(e *embed.Etcd) {
+	for _, l := range e.Clients {
+		_ = l.Close()
+	}
+}
+
+// votes reports whether this member is a voter in its own member list. It
+// is etcd's !IsLearner() without its panic on a member whose removal was
+// applied (false then).
+func votes(s *etcdserver.EtcdServer) bool {
+	m := s.Cluster().Member(s.MemberID())
+	return m != nil && !m.IsLearner
 }

@@ -3,9 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -120,7 +118,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 		} else {
 			r.leaderlessSince = time.Time{}
 		}
-		ready := l.Leader != 0 && !s.IsLearner()
+		ready := l.Leader != 0 && votes(s)
 		r.mu.Unlock()
 		if ready {
 			r.metrics.Ready.Set(1)
@@ -250,13 +248,11 @@ func firstOf(ss []string) string {
 }
 
 // unverifiable asks the peers what etcd's start-up corruption check will
-// ask them: the hash of their data at revision rev. etcd compares that
-// hash with its own only when a peer answers over the same compaction;
-// otherwise the check passes without comparing. It returns why no peer
-// could be compared, or "" when one can, or when no peer gave a definite
-// answer (a flaky peer must never make a replica throw its data away).
+// ask them: the hash of their data at revision rev, where the check hashes
+// this data (plan.StartHashPoint), and plan.Unverifiable judges the
+// answers against the data's own compaction.
 func (r *Replica) unverifiable(ctx context.Context, peers []topology.Replica, rev, compacted int64) string {
-	var why []string
+	answers := make([]plan.PeerHash, 0, len(peers))
 	for _, p := range peers {
 		c, err := r.pool.Get(p.ClientURL)
 		if err != nil {
@@ -265,16 +261,16 @@ func (r *Replica) unverifiable(ctx context.Context, peers []topology.Replica, re
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		h, err := c.HashKV(cctx, p.ClientURL, rev)
 		cancel()
+		a := plan.PeerHash{Name: p.Name}
 		switch {
-		case err == nil && h.CompactRevision == compacted:
-			return ""
 		case err == nil:
-			why = append(why, fmt.Sprintf("%s compacted to revision %d, this data to %d", p.Name, h.CompactRevision, compacted))
+			a.Answer, a.CompactRevision = plan.HashGiven, h.CompactRevision
 		case errors.Is(err, rpctypes.ErrCompacted):
-			why = append(why, fmt.Sprintf("%s has compacted past revision %d", p.Name, rev))
+			a.Answer = plan.HashCompacted
 		case errors.Is(err, rpctypes.ErrFutureRev):
-			why = append(why, fmt.Sprintf("%s has not reached revision %d", p.Name, rev))
+			a.Answer = plan.HashFutureRev
 		}
+		answers = append(answers, a)
 	}
-	return strings.Join(why, "; ")
+	return plan.Unverifiable(plan.HashPoint{Revision: rev, CompactRevision: compacted}, answers)
 }
