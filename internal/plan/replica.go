@@ -111,6 +111,10 @@ type Local struct {
 	Leader uint64
 	// LeaderlessFor is how long the running member has seen no leader.
 	LeaderlessFor time.Duration
+	// BelowQuorumFor is how long the member list the running member holds
+	// has had fewer desired voters than a quorum (DesiredBelowQuorum; 0
+	// when it has not).
+	BelowQuorumFor time.Duration
 	// AppliedStableFor is how long the running member's applied index has
 	// not moved.
 	AppliedStableFor time.Duration
@@ -392,7 +396,8 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 // rebuildCheck decides whether this running, leaderless member must rebuild
 // the cluster alone with ForceNewCluster. All of these must hold:
 //
-//  1. it has seen no leader for RebuildAfter;
+//  1. it has seen no leader for RebuildAfter, or it leads (or led) and its
+//     member list has had too few desired voters for RebuildAfter;
 //  2. it is a voter;
 //  3. the voters whose replicas are desired are fewer than a quorum of all
 //     voters (the scale-down broke quorum);
@@ -411,7 +416,15 @@ func ReplicaNext(o ReplicaObservation) ReplicaDecision {
 // blocked, and ok=false with an empty decision when none is needed.
 func rebuildCheck(o ReplicaObservation) (ReplicaDecision, bool) {
 	l := o.Local
-	if l.Leader != 0 || l.LeaderlessFor < o.RebuildAfter {
+	switch {
+	case l.Leader == 0 && (l.LeaderlessFor >= o.RebuildAfter || l.BelowQuorumFor >= o.RebuildAfter):
+	case l.Leader != 0 && l.Leader == l.MemberID && l.BelowQuorumFor >= o.RebuildAfter:
+		// Still leader, or just stepped down: every other voter is
+		// confirmed gone (checked below), so nothing more can commit and
+		// no election can succeed; there is no need to wait for raft's
+		// check-quorum to step it down (about two election timeouts), nor
+		// an election timeout more after that.
+	default:
 		return ReplicaDecision{}, false
 	}
 	voters := Voters(l.Members)
@@ -481,6 +494,20 @@ func rebuildCheck(o ReplicaObservation) (ReplicaDecision, bool) {
 	}
 	return decide(Rebuild, "desired %d keeps %d of %d voters, below quorum %d; surplus replicas are gone; this member has the highest applied index %d",
 		o.Desired, len(desired), len(voters), Quorum(len(voters)), l.AppliedIndex), true
+}
+
+// DesiredBelowQuorum reports whether the voters in members whose replicas
+// are desired are fewer than a quorum of all voters: only then can a
+// rebuild be due.
+func DesiredBelowQuorum(members []Member, desired int) bool {
+	voters := Voters(members)
+	n := 0
+	for _, v := range voters {
+		if v.Ordinal != NoOrdinal && v.Ordinal < desired {
+			n++
+		}
+	}
+	return len(voters) > 0 && n < Quorum(len(voters))
 }
 
 // peersHoldQuorum reports whether the desired peers running etcd on this

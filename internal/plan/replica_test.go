@@ -351,6 +351,34 @@ func TestReplicaNextRebuild(t *testing.T) {
 			reason: "settle",
 		},
 		{
+			name: "3 to 1 with the surplus killed while this member leads: rebuild without waiting for check-quorum to step it down",
+			o: ReplicaObservation{Ordinal: 0, Desired: 1, Local: func() Local {
+				l := running(0, voter(0), voter(1), voter(2))
+				l.BelowQuorumFor = after
+				return l
+			}(), Gone: gone(1, 2), RebuildAfter: after},
+			want: Rebuild,
+		},
+		{
+			name: "3 to 1 while this member leads, a surplus voter still running (leaving): no rebuild",
+			o: ReplicaObservation{Ordinal: 0, Desired: 1, Local: func() Local {
+				l := running(0, voter(0), voter(1), voter(2))
+				l.BelowQuorumFor = after
+				return l
+			}(), Gone: gone(1), RebuildAfter: after},
+			want:   Wait,
+			reason: "waiting for surplus replica 2 to be gone",
+		},
+		{
+			name: "a leader that just saw the scale-down waits RebuildAfter",
+			o: ReplicaObservation{Ordinal: 0, Desired: 1, Local: func() Local {
+				l := running(0, voter(0), voter(1), voter(2))
+				l.BelowQuorumFor = after / 2
+				return l
+			}(), Gone: gone(1, 2), RebuildAfter: after},
+			want: Keep,
+		},
+		{
 			name: "3 to 1, the lone survivor rebuilds without waiting for its index to settle: nothing to compare",
 			o: ReplicaObservation{Ordinal: 0, Desired: 1, Local: func() Local {
 				l := leaderless(running(0, voter(0), voter(1), voter(2)), after)

@@ -301,7 +301,17 @@ func (r *Replica) rebuild(ctx context.Context, obs plan.ReplicaObservation, raw,
 		return fmt.Errorf("rebuild: write marker: %w", err)
 	}
 	r.lg.Warn("rebuilding the cluster from this member with force-new-cluster", zap.String("reason", reason))
-	r.stopEtcd()
+	// The member has no quorum and nothing to hand over: release it at
+	// once (as a kill -9 would; every acknowledged entry is fsynced)
+	// rather than wait for embed's Close to drain peer connections to
+	// members that are gone. Every second here is a second without writes.
+	r.mu.Lock()
+	old := r.etcd
+	r.mu.Unlock()
+	if old != nil {
+		r.setEtcd(nil)
+		r.releaseUnready(old)
+	}
 	e, err := r.startEtcd(ctx, startSpec{force: true, waitReady: true})
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"time"
@@ -74,15 +75,26 @@ func (r *Replica) observe(ctx context.Context) (o plan.ReplicaObservation, rawRe
 		o.Gone[ord] = gone
 	}
 
+	below := running && plan.DesiredBelowQuorum(o.Local.Members, desired)
+	o.Local.BelowQuorumFor = r.belowQuorum(below, o.Now)
 	// The cluster view and the peers' agents are only needed when this
-	// member is not serving under a leader.
-	if running && o.Local.Leader != 0 {
+	// member is not serving under a leader, or leads a member list that a
+	// rebuild may be due for.
+	if running && o.Local.Leader != 0 && !(below && o.Local.Leader == o.Local.MemberID) {
 		return o, rawRecord, nil
 	}
-	o.Peers = r.observePeers(ctx, peers)
-	o.Cluster = r.observeCluster(ctx, peers, dir)
+	// A replica confirmed gone cannot answer: asking it would only cost
+	// the timeout, on every pass, while a rebuild waits.
+	var alive []topology.Replica
+	for _, p := range peers {
+		if !o.Gone[p.Ordinal] {
+			alive = append(alive, p)
+		}
+	}
+	o.Peers = r.observePeers(ctx, peers, o.Gone)
+	o.Cluster = r.observeCluster(ctx, alive, dir)
 	if o.Cluster.Reachable && o.Local.Data == plan.DataValid && !running && o.Local.Revision > 0 {
-		o.Cluster.Unverifiable = r.unverifiable(ctx, peers, o.Local.Revision, o.Local.CompactRevision)
+		o.Cluster.Unverifiable = r.unverifiable(ctx, alive, o.Local.Revision, o.Local.CompactRevision)
 	}
 	return o, rawRecord, nil
 }
@@ -160,10 +172,14 @@ func fromMembership(m *membership.Member, dir Directory) plan.Member {
 }
 
 // observePeers asks every peer's agent, in parallel.
-func (r *Replica) observePeers(ctx context.Context, peers []topology.Replica) []plan.Peer {
+func (r *Replica) observePeers(ctx context.Context, peers []topology.Replica, gone map[int]bool) []plan.Peer {
 	out := make([]plan.Peer, len(peers))
 	var wg sync.WaitGroup
 	for i, p := range peers {
+		if gone[p.Ordinal] {
+			out[i] = plan.Peer{Ordinal: p.Ordinal}
+			continue
+		}
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()

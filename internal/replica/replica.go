@@ -84,6 +84,7 @@ type Replica struct {
 	startError      string
 	snap            snapshotState
 	leaderlessSince time.Time
+	belowSince      time.Time // since when the member list has too few desired voters (plan.DesiredBelowQuorum)
 	downSince       time.Time // when etcd was last seen not running (zero while it runs)
 	appliedSeen     uint64    // the running member's applied index at the last look
 	appliedSince    time.Time // when it last moved
@@ -153,10 +154,10 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 		agents:       agent.NewClient(clientTLS),
 		interval:     cfg.Controller.Interval,
 		startTimeout: 2 * time.Minute,
-		// Past an election timeout (1s by default). The rebuild rule already
+		// An election timeout (1s by default). The rebuild rule already
 		// requires that no election can succeed (desired voters below
 		// quorum, every other voter gone); this only lets raft settle.
-		rebuildAfter: 2 * time.Second,
+		rebuildAfter: time.Second,
 		loopDone:     make(chan struct{}),
 		ready:        make(chan struct{}),
 	}
@@ -253,6 +254,12 @@ func (r *Replica) run(ctx context.Context) {
 			wait = min(wait*2, 10*time.Second)
 		} else {
 			wait = r.interval
+			if r.leaderless() {
+				// Quorum may be lost: a rebuild, when one is due, waits
+				// for rebuildAfter of this clock, and every pass of the
+				// loop adds to the time the cluster takes no writes.
+				wait = min(wait, leaderlessInterval)
+			}
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -264,6 +271,33 @@ func (r *Replica) run(ctx context.Context) {
 			timer.Stop()
 		}
 	}
+}
+
+// leaderlessInterval is the loop's pace while the running member sees no
+// leader.
+const leaderlessInterval = 100 * time.Millisecond
+
+// leaderless reports whether the running member saw no leader, or a
+// member list with too few desired voters, at the last look.
+func (r *Replica) leaderless() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.etcd != nil && (!r.leaderlessSince.IsZero() || !r.belowSince.IsZero())
+}
+
+// belowQuorum notes whether the member list has too few desired voters now
+// and returns for how long it has.
+func (r *Replica) belowQuorum(below bool, now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !below {
+		r.belowSince = time.Time{}
+		return 0
+	}
+	if r.belowSince.IsZero() {
+		r.belowSince = now
+	}
+	return now.Sub(r.belowSince)
 }
 
 // stopNotify is closed when the running etcd stops by itself (for example
@@ -359,6 +393,7 @@ func (r *Replica) setEtcd(e *embed.Etcd) {
 	defer r.mu.Unlock()
 	r.etcd = e
 	r.leaderlessSince = time.Time{}
+	r.belowSince = time.Time{}
 	r.appliedSince = time.Time{}
 	if e == nil {
 		r.metrics.Ready.Set(0)
