@@ -42,6 +42,12 @@
 #             procedure, `member remove` of the two followers one after the
 #             other, is measured the same way (then the two are added back
 #             as learners with empty dirs and promoted).
+#   abrupt    As rebuild, but the two surplus replicas are killed with -9
+#             first (vetcd-0 leads, as vetcd keeps it), then `vetcd scale 1`:
+#             the survivor must rebuild with force-new-cluster by itself.
+#             Stock etcd's floor is a perfect operator: the two followers
+#             killed with -9, the survivor stopped and at once restarted
+#             with --force-new-cluster. Not in the default MODES.
 #
 # Output (OUT, default bench/out/); a run replaces the rows of the modes it
 # ran and keeps the others:
@@ -88,7 +94,7 @@ for f in "$VETCD" "$BIN/etcd" "$BIN/etcdctl" "$BIN/benchmark" "$BIN/writer"; do
 done
 command -v jq >/dev/null || die "jq is needed"
 for m in $MODES; do
-	[[ $m =~ ^(scaleup|failover|rebuild)$ ]] || die "bad mode $m in MODES (want scaleup, failover, rebuild)"
+	[[ $m =~ ^(scaleup|failover|rebuild|abrupt)$ ]] || die "bad mode $m in MODES (want scaleup, failover, rebuild, abrupt)"
 done
 for s in $SIZES; do
 	[[ $s =~ ^[1-9][0-9]*[MG]B$ ]] || die "bad size $s in SIZES (want e.g. 10MB or 1GB)"
@@ -217,7 +223,7 @@ etcd_eps() {
 	echo "$e"
 }
 
-# start_etcd I STATE CLUSTER DATADIR: one stock etcd member.
+# start_etcd I STATE CLUSTER DATADIR [FLAG]: one stock etcd member.
 start_etcd() {
 	"$BIN/etcd" --name "etcd-$1" --data-dir "$4" \
 		--listen-client-urls "$(eurl "$1")" --advertise-client-urls "$(eurl "$1")" \
@@ -225,7 +231,7 @@ start_etcd() {
 		--initial-cluster "$3" --initial-cluster-state "$2" --initial-cluster-token "vetcd-membership-$BASE" \
 		--cert-file="$PKI/member.crt" --key-file="$PKI/member.key" --trusted-ca-file="$PKI/ca.crt" --client-cert-auth \
 		--peer-cert-file="$PKI/member.crt" --peer-key-file="$PKI/member.key" --peer-trusted-ca-file="$PKI/ca.crt" --peer-client-cert-auth \
-		--snapshot-count=10000 --strict-reconfig-check --quota-backend-bytes="$QUOTA" >>"$WORK/etcd-$1.log" 2>&1 &
+		--snapshot-count=10000 --strict-reconfig-check --quota-backend-bytes="$QUOTA" ${5:-} >>"$WORK/etcd-$1.log" 2>&1 &
 	EPID[$1]=$!
 	disown "$!" # no "Killed" notice when a run kills it
 }
@@ -595,6 +601,58 @@ rebuild() {
 		row rebuild NA etcd "$rep" "$GAP" "$BASEGAP" "$WRITES" NA NA ok
 		# Back to three: the removed members join again with empty dirs,
 		# renumbered so that the survivor keeps its index.
+		start_trickle "$(eurl "$SURVIVOR")"
+		for i in 0 1 2; do
+			[[ -n ${EPID[$i]:-} ]] || etcd_join "$i"
+		done
+		stop_trickle
+	done
+	stop_clusters
+}
+
+# ---- abrupt ----------------------------------------------------------------------
+kill_surplus_scale_vetcd_1() {
+	local i
+	T_EVENT=$(now)
+	for i in 1 2; do kill -KILL "$(cat "$VDIR/vetcd-$i/pid")" 2>/dev/null || true; done
+	"$VETCD" scale 1 --dir "$VDIR" >/dev/null || die "vetcd scale 1 failed"
+	log "abrupt vetcd: surplus killed with -9, scale 1"
+}
+force_etcd_survivor() {
+	local leader i pids=()
+	leader=$(ctl "$(etcd_eps)" endpoint status -w json | jq -r '.[] | select(.Status.leader == .Status.header.member_id) | .Endpoint')
+	T_EVENT=$(now)
+	for i in 0 1 2; do
+		[[ $(eurl "$i") == "$leader" ]] && { SURVIVOR=$i; continue; }
+		kill -KILL "${EPID[$i]}" 2>/dev/null || true
+		pids+=("${EPID[$i]}")
+		unset "EPID[$i]"
+	done
+	kill -TERM "${EPID[$SURVIVOR]}"
+	wait_gone 20 "${pids[@]}" "${EPID[$SURVIVOR]}" || die "etcd did not stop"
+	start_etcd "$SURVIVOR" existing "etcd-$SURVIVOR=$(purl "$SURVIVOR")" "$WORK/etcd-$SURVIVOR" --force-new-cluster
+	log "abrupt etcd: followers killed with -9, etcd-$SURVIVOR restarted with --force-new-cluster"
+}
+
+abrupt() {
+	local rep i
+	mkdir -p "$RAW/$MODE"
+	wait_quiet "$QUIET_WAIT"
+	meta busy_before_pct "$BUSY"
+	start_clusters 3
+	for ((rep = 1; rep <= REPEATS; rep++)); do
+		nap "$SETTLE"
+		writer_run "vetcd.$rep" "$VETCD_EPS" kill_surplus_scale_vetcd_1 vetcd1
+		log "abrupt vetcd #$rep: longest gap $GAP s (before $BASEGAP s, $WRITES writes)"
+		row abrupt NA vetcd "$rep" "$GAP" "$BASEGAP" "$WRITES" NA NA ok
+		meta "vetcd_rebuilds_through_run_$rep" "$(cat "$VDIR"/vetcd-*/serve.log | grep -cF '"msg":"rebuild complete' || true)"
+		"$VETCD" scale 3 --dir "$VDIR" --wait --timeout 5m >/dev/null || die "vetcd scale 3 failed"
+
+		nap "$SETTLE"
+		SURVIVOR=""
+		writer_run "etcd.$rep" "$(etcd_eps)" force_etcd_survivor etcd1
+		log "abrupt etcd (force-new-cluster by hand) #$rep: longest gap $GAP s (before $BASEGAP s, $WRITES writes)"
+		row abrupt NA etcd "$rep" "$GAP" "$BASEGAP" "$WRITES" NA NA ok
 		start_trickle "$(eurl "$SURVIVOR")"
 		for i in 0 1 2; do
 			[[ -n ${EPID[$i]:-} ]] || etcd_join "$i"

@@ -233,6 +233,27 @@ func renderMembership(w func(string, ...any), in string) error {
 			w("The survivor rebuilt the cluster with force-new-cluster %d times over the runs.\n\n", rebuilds)
 		}
 	}
+	w("### Abrupt 3 → 1: surplus killed with -9, then `vetcd scale 1`\n\n")
+	if !has("abrupt") {
+		w("Not measured in this run: `MODES=abrupt %s`.\n\n", cmd)
+	} else {
+		w("The same writer ran while the two surplus replicas were killed with -9 (vetcd-0 leading, as vetcd keeps it)\n")
+		w("and `vetcd scale 1` followed at once: the survivor must rebuild with force-new-cluster by itself. Stock\n")
+		w("etcd's floor is a perfect operator: the two followers killed with -9, the survivor stopped and restarted\n")
+		w("with `--force-new-cluster` at once. Target (issue 15): vetcd ≤ 3 s median.\n\n")
+		w("| System | write gap | longest gap before |\n|---|---|---|\n")
+		v := summarizeMem(rows, "abrupt", "NA", "vetcd")
+		e := summarizeMem(rows, "abrupt", "NA", "etcd")
+		note("abrupt vetcd", v)
+		note("abrupt etcd", e)
+		w("| vetcd `scale 1` | %s | %s |\n| etcd %s `--force-new-cluster` by hand | %s | %s |\n\n", v.cell(), secs(v.baseline),
+			version, e.cell(), secs(e.baseline))
+		met := "not met"
+		if v.med <= 3 {
+			met = "met"
+		}
+		w("vetcd / etcd: %s; target ≤ 3 s median: %s.\n\n", ratio(v.med, e.med), met)
+	}
 	if len(failed) > 0 {
 		w("Runs whose check failed (counted above): %s.\n\n", strings.Join(failed, "; "))
 	}
