@@ -137,7 +137,11 @@ func TestReplicaNextGenerations(t *testing.T) {
 			// index of its disk inspection from before.
 			name: "finding 2: while the winner's forced start runs, the other survivor does not rebuild",
 			o: ReplicaObservation{Ordinal: 1, Desired: 2, Now: now, RebuildAfter: 2 * time.Second, Record: rebuildClaim(0, now),
-				Local: func() Local { l := leaderless(running(1, five...), time.Minute); l.AppliedStableFor = time.Minute; return l }(),
+				Local: func() Local {
+					l := leaderless(running(1, five...), time.Minute)
+					l.AppliedStableFor = time.Minute
+					return l
+				}(),
 				Peers: []Peer{{Ordinal: 0, Reachable: true, HasData: true, ClusterID: cid, MemberID: 0x10, AppliedIndex: 90}},
 				Gone:  map[int]bool{2: true, 3: true, 4: true}},
 			want:   Wait,
