@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -505,7 +504,7 @@ func TestKubeRestoreFromSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec := cm.Data["record"]; !strings.Contains(rec, "restored from "+snap) {
+	if rec := cm.Data["record"]; restoredFrom(rec) != snap {
 		t.Fatalf("cluster record %q does not name the snapshot", rec)
 	}
 	t.Logf("record: %s", cm.Data["record"])
