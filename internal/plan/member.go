@@ -16,12 +16,13 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/vetcd/vetcd/internal/topology"
 )
 
-// NoOrdinal marks a member whose replica is unknown to the topology.
-const NoOrdinal = topology.NoOrdinal
+// NoOrdinal marks a member whose replica is unknown to the topology. It
+// equals topology.NoOrdinal (checked by a test there); it is written here
+// again so that plan links the standard library only, not the topology
+// sources and their clients.
+const NoOrdinal = -1
 
 // Member is one etcd member as observed, mapped to a replica ordinal.
 type Member struct {
