@@ -317,6 +317,9 @@ func (r *Replica) rebuild(ctx context.Context, obs plan.ReplicaObservation, raw,
 		return fmt.Errorf("rebuild: %w", err)
 	}
 	r.setEtcd(e)
+	// Counted once the forced start is done: that is the rebuild, whether
+	// or not the record write below must wait for a later pass.
+	r.metrics.Rebuilds.Inc()
 	m.State = "done"
 	m.At = time.Now().UTC()
 	if err := r.markers.writeRebuild(m); err != nil {
@@ -333,7 +336,6 @@ func (r *Replica) rebuild(ctx context.Context, obs plan.ReplicaObservation, raw,
 	if err := r.swapRecord(ctx, raw, next); err != nil {
 		return fmt.Errorf("rebuild: record generation %d (retried on the next pass): %w", next.Generation, err)
 	}
-	r.metrics.Rebuilds.Inc()
 	r.lg.Warn("rebuild complete: this member is the only voter of a new generation; desired replicas rejoin as learners",
 		zap.String("cluster-id", e.Server.Cluster().ID().String()), zap.Uint64("generation", next.Generation))
 	return nil

@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/vetcd/vetcd/internal/pki"
+	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/status"
 	"github.com/vetcd/vetcd/test/kube"
 )
@@ -381,6 +382,22 @@ func TestKubeTopologyFollowsStatefulSet(t *testing.T) {
 	if st.ClusterID != id {
 		t.Fatalf("rebuild founded cluster %s, was %s", st.ClusterID, id)
 	}
+	// vetcd-0 turns ready as its forced start finishes; the record names
+	// the new generation a moment later.
+	kube.WaitFor(t, time.Minute, "the record names the rebuild", func(ctx context.Context) error {
+		cm, err := api.Client.CoreV1().ConfigMaps(k.ns).Get(ctx, "vetcd-cluster", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		rec, _, err := plan.ParseRecord(cm.Data["record"])
+		if err != nil {
+			return err
+		}
+		if rec.Made == nil || rec.Made.How != plan.OriginRebuilt || rec.Claim != nil {
+			return fmt.Errorf("record %q", cm.Data["record"])
+		}
+		return nil
+	})
 	if r := k.metric(0, "vetcd_rebuilds_total"); r != 1 {
 		t.Fatalf("vetcd_rebuilds_total %v after the pods were deleted; want 1", r)
 	}
