@@ -321,17 +321,28 @@ func RestoreNeeded(rec Record, url string) bool {
 	return rec.Claim == nil
 }
 
+// NextGeneration is the record once a claim's work is done: member alone
+// is the only voter of the next generation of cluster clusterID (the same
+// ID after a rebuild, a new one after a founding, an upgrade or a restore),
+// made as made says, with no claim. Founding, rebuild, upgrade and restore
+// all finish through it, so that their records differ only in Made.
+func NextGeneration(rec Record, clusterID, member ID, made Made) Record {
+	next := rec
+	next.Claim = nil
+	next.ClusterID = clusterID
+	next.Generation = rec.Generation + 1
+	next.Members = []ID{member}
+	made.At = made.At.UTC()
+	next.Made = &made
+	return next
+}
+
 // RestoredRecord is the record of a cluster restored from url into member
 // memberID of cluster clusterID: the next generation, made of that member
 // alone, with the revision it now serves from, the URL among the restored
 // ones, and no claim.
 func RestoredRecord(rec Record, clusterID, memberID uint64, by, url string, rev, bump int64, now time.Time) Record {
-	next := rec
-	next.Claim = nil
-	next.ClusterID = ID(clusterID)
-	next.Generation = rec.Generation + 1
-	next.Members = []ID{ID(memberID)}
-	next.Made = &Made{How: OriginRestored, By: by, At: now.UTC(), URL: url, Revision: rev, Bump: bump}
+	next := NextGeneration(rec, ID(clusterID), ID(memberID), Made{How: OriginRestored, By: by, At: now, URL: url, Revision: rev, Bump: bump})
 	next.MaxRevision = max(rec.MaxRevision, rev+bump)
 	if !slices.Contains(next.Restored, url) {
 		next.Restored = append(slices.Clone(next.Restored), url)

@@ -263,3 +263,40 @@ func TestRestoreNeeded(t *testing.T) {
 		}
 	}
 }
+
+// Every claim finishes through NextGeneration: the generation grows by one,
+// the claim is gone, the member alone is the voter, and what is kept from
+// the old record (restored URLs, highest revision) stays.
+func TestNextGeneration(t *testing.T) {
+	at := time.Date(2026, 12, 3, 14, 0, 0, 0, time.FixedZone("CET", 3600))
+	old := Record{ClusterID: 0xa, Generation: 4, Members: []ID{1, 2, 3}, MaxRevision: 900,
+		Restored: []string{"file:///s.db"}, Claim: &Claim{Kind: ClaimRebuild, Holder: 0, Member: 1}}
+	tests := []struct {
+		name    string
+		rec     Record
+		cluster ID
+		want    uint64
+	}{
+		{"rebuild keeps the cluster ID", old, 0xa, 5},
+		{"upgrade or restore into a new cluster ID", old, 0xb, 5},
+		{"founding from an empty record", Record{Claim: &Claim{Kind: ClaimFound}}, 0xc, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := NextGeneration(tt.rec, tt.cluster, 7, Made{How: OriginRebuilt, By: "vetcd-0", At: at})
+			if got.Generation != tt.want || got.Claim != nil || got.ClusterID != tt.cluster ||
+				len(got.Members) != 1 || got.Members[0] != 7 {
+				t.Fatalf("NextGeneration = %+v, want generation %d of cluster %s with member 7 and no claim", got, tt.want, tt.cluster)
+			}
+			if got.MaxRevision != tt.rec.MaxRevision || len(got.Restored) != len(tt.rec.Restored) {
+				t.Fatalf("NextGeneration lost MaxRevision or Restored: %+v", got)
+			}
+			if got.Made.At.Location() != time.UTC || !got.Made.At.Equal(at) {
+				t.Fatalf("Made.At = %v, want %v in UTC", got.Made.At, at)
+			}
+			if tt.rec.Claim == nil {
+				t.Fatalf("NextGeneration cleared the claim of the record it was given")
+			}
+		})
+	}
+}

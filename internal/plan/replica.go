@@ -581,30 +581,32 @@ func FinishClaim(o ReplicaObservation, name string) (Record, bool) {
 	if c == nil || c.Holder != o.Ordinal || !l.Running {
 		return rec, false
 	}
-	next := rec
-	next.Claim = nil
 	switch c.Kind {
 	case ClaimFound:
 		if l.Leader == 0 {
 			return rec, false
 		}
-		next.ClusterID, next.Generation = ID(l.ClusterID), max(rec.Generation, 0)+1
-		next.Members = []ID{ID(l.MemberID)}
-		next.Made = &Made{How: OriginFounded, By: name, At: o.Now}
-		return next, true
+		return NextGeneration(rec, ID(l.ClusterID), ID(l.MemberID), Made{How: OriginFounded, By: name, At: o.Now}), true
 	case ClaimRebuild:
 		voters := Voters(l.Members)
 		if l.MemberID == uint64(c.Member) && len(voters) == 1 && voters[0].ID == l.MemberID && l.Leader == l.MemberID {
-			next.Generation = rec.Generation + 1
-			next.Members = []ID{ID(l.MemberID)}
-			next.Made = &Made{How: OriginRebuilt, By: name, At: o.Now, FromMember: ID(l.MemberID), AppliedIndex: l.AppliedIndex}
-			return next, true
+			return RebuiltRecord(rec, l, name, o.Now), true
 		}
 		if l.Leader != 0 && len(voters) > 1 {
+			next := rec
+			next.Claim = nil
 			return next, true // quorum came back: nothing to rebuild
 		}
 	}
 	return rec, false
+}
+
+// RebuiltRecord is the record once member l, forced to start alone, leads
+// the next generation of its cluster (the cluster ID is kept by
+// ForceNewCluster), with the applied index it was rebuilt from.
+func RebuiltRecord(rec Record, l Local, name string, now time.Time) Record {
+	return NextGeneration(rec, ID(l.ClusterID), ID(l.MemberID),
+		Made{How: OriginRebuilt, By: name, At: now, FromMember: ID(l.MemberID), AppliedIndex: l.AppliedIndex})
 }
 
 // MarkerGeneration returns the generation to write in this member's marker

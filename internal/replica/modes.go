@@ -66,17 +66,14 @@ func (r *Replica) bootstrap(ctx context.Context, rec plan.Record, raw string) er
 	}
 	r.setEtcd(e)
 	id, member := uint64(e.Server.Cluster().ID()), uint64(e.Server.MemberID())
-	if err := r.markers.writeGeneration(member, id, 1, time.Now()); err != nil {
+	next := plan.NextGeneration(rec, plan.ID(id), plan.ID(member), plan.Made{How: plan.OriginFounded, By: r.self.Name, At: time.Now()})
+	if err := r.markers.writeGeneration(member, id, next.Generation, time.Now()); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	next := rec
-	next.Claim = nil
-	next.ClusterID, next.Generation, next.Members = plan.ID(id), 1, []plan.ID{plan.ID(member)}
-	next.Made = &plan.Made{How: plan.OriginFounded, By: r.self.Name, At: time.Now().UTC()}
 	if err := r.swapRecord(ctx, raw, next); err != nil {
 		return fmt.Errorf("bootstrap: record the founded cluster (retried on the next pass): %w", err)
 	}
-	r.lg.Info("founded a new cluster", zap.String("cluster-id", fmt.Sprintf("%x", id)), zap.Uint64("generation", 1))
+	r.lg.Info("founded a new cluster", zap.String("cluster-id", fmt.Sprintf("%x", id)), zap.Uint64("generation", next.Generation))
 	return nil
 }
 
@@ -325,11 +322,7 @@ func (r *Replica) rebuild(ctx context.Context, obs plan.ReplicaObservation, raw,
 	if err := r.markers.writeRebuild(m); err != nil {
 		return fmt.Errorf("rebuild: write marker: %w", err)
 	}
-	next := rec
-	next.Claim = nil
-	next.Generation = rec.Generation + 1
-	next.Members = []plan.ID{plan.ID(obs.Local.MemberID)}
-	next.Made = &plan.Made{How: plan.OriginRebuilt, By: r.self.Name, At: time.Now().UTC(), FromMember: plan.ID(obs.Local.MemberID), AppliedIndex: obs.Local.AppliedIndex}
+	next := plan.RebuiltRecord(rec, obs.Local, r.self.Name, time.Now())
 	if err := r.markers.writeGeneration(obs.Local.MemberID, obs.Local.ClusterID, next.Generation, time.Now()); err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}

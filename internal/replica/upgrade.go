@@ -210,10 +210,7 @@ func (r *Replica) upgrade(ctx context.Context, rec plan.Record, raw, reason stri
 	}
 	r.setEtcd(e)
 	id, member := uint64(e.Server.Cluster().ID()), uint64(e.Server.MemberID())
-	next := rec
-	next.Claim = nil
-	next.ClusterID, next.Generation, next.Members = plan.ID(id), rec.Generation+1, []plan.ID{plan.ID(member)}
-	next.Made = &plan.Made{How: plan.OriginUpgraded, By: r.self.Name, At: now, Note: "old data kept in " + aside}
+	next := plan.NextGeneration(rec, plan.ID(id), plan.ID(member), plan.Made{How: plan.OriginUpgraded, By: r.self.Name, At: now, Note: "old data kept in " + aside})
 	if err := r.markers.writeGeneration(member, id, next.Generation, time.Now()); err != nil {
 		return fmt.Errorf("upgrade: %w", err)
 	}
