@@ -97,6 +97,9 @@ func (tablePrinter) Print(w io.Writer, c status.Cluster) error {
 			}
 			fmt.Fprintln(w)
 		}
+		if rec.MaxRevision > 0 {
+			fmt.Fprintf(w, "highest revision recorded: %d at %s\n", rec.MaxRevision, rec.MaxRevisionAt.Format(time.RFC3339))
+		}
 		if cl := rec.Claim; cl != nil {
 			fmt.Fprintf(w, "claim in flight: %s by replica %d since %s\n", cl.Kind, cl.Holder, cl.At.Format(time.RFC3339))
 		}

@@ -125,6 +125,9 @@ type Record struct {
 	// MaxRevision is the highest revision this cluster is known to have
 	// served; a restore moves the revision above it (safety rule 7).
 	MaxRevision int64 `json:"maxRevision,omitempty"`
+	// MaxRevisionAt is when the leader last raised MaxRevision
+	// (RaiseMaxRevision).
+	MaxRevisionAt time.Time `json:"maxRevisionAt,omitzero"`
 	// Restored lists every snapshot URL a restore completed from, so that
 	// a config that still names one never restores it again (finding 8).
 	Restored []string `json:"restored,omitempty"`
@@ -307,6 +310,38 @@ func NextBump(rec Record, served, rev, minBump int64) int64 {
 		return minBump
 	}
 	return max(minBump, top-rev+minBump)
+}
+
+// MaxRevisionEvery is how often the leader raises the record's MaxRevision
+// to the revision it serves. A restore from a snapshot moves the revision
+// above MaxRevision and above what any member still holds; when every
+// member's data is gone, MaxRevision is all that is left, so it lags the
+// served revision by at most this long (a watcher that saw a revision
+// written in that minute would also need the restore's minimum bump of
+// safety rule 7 to be passed by). Once a minute keeps the writes to a
+// Kubernetes object rare.
+const MaxRevisionEvery = time.Minute
+
+// RaiseMaxRevision returns the record with MaxRevision raised to the
+// revision this replica's member serves, and true, when the replica should
+// write it: its member runs and leads, the record names the member's
+// cluster at the generation its data belongs to, no claim is in flight (a
+// claim's holder owns the record until it finishes), the revision is above
+// the recorded one, and the last raise is MaxRevisionEvery old.
+func RaiseMaxRevision(o ReplicaObservation) (Record, bool) {
+	rec, l := o.Record, o.Local
+	if !l.Running || l.Leader == 0 || l.Leader != l.MemberID || rec.Claim != nil || !rec.Founded() {
+		return rec, false
+	}
+	if v, _ := GenerationVerdict(rec, l.ClusterID, l.MemberID, l.Generation); v != Current {
+		return rec, false
+	}
+	if l.Revision <= rec.MaxRevision || (!rec.MaxRevisionAt.IsZero() && o.Now.Sub(rec.MaxRevisionAt) < MaxRevisionEvery) {
+		return rec, false
+	}
+	next := rec
+	next.MaxRevision, next.MaxRevisionAt = l.Revision, o.Now.UTC()
+	return next, true
 }
 
 // RestoreNeeded reports whether a replica whose config asks for a restore

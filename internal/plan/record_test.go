@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -296,6 +297,52 @@ func TestNextGeneration(t *testing.T) {
 			}
 			if tt.rec.Claim == nil {
 				t.Fatalf("NextGeneration cleared the claim of the record it was given")
+			}
+		})
+	}
+}
+
+func TestRaiseMaxRevision(t *testing.T) {
+	now := time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC)
+	rec := Record{Version: RecordVersion, ClusterID: 0xc, Generation: 2, Members: []ID{1}, MaxRevision: 500, MaxRevisionAt: now.Add(-2 * time.Minute)}
+	leader := Local{Running: true, ClusterID: 0xc, MemberID: 1, Leader: 1, Generation: 2, Revision: 900}
+	tests := []struct {
+		name  string
+		rec   func(Record) Record
+		local func(Local) Local
+		at    time.Time
+		want  bool
+	}{
+		{"leader of the current generation, a minute after the last raise", nil, nil, now, true},
+		{"first raise of a record that never had one", func(r Record) Record { r.MaxRevision, r.MaxRevisionAt = 0, time.Time{}; return r }, nil, now, true},
+		{"raised less than a minute ago", nil, nil, rec.MaxRevisionAt.Add(30 * time.Second), false},
+		{"a follower does not write", nil, func(l Local) Local { l.Leader = 2; return l }, now, false},
+		{"no leader", nil, func(l Local) Local { l.Leader = 0; return l }, now, false},
+		{"etcd down", nil, func(l Local) Local { l.Running = false; return l }, now, false},
+		{"revision not above the recorded one", nil, func(l Local) Local { l.Revision = 500; return l }, now, false},
+		{"a claim is in flight", func(r Record) Record { r.Claim = &Claim{Kind: ClaimRestore, Holder: 1}; return r }, nil, now, false},
+		{"data of a superseded generation", nil, func(l Local) Local { l.MemberID, l.Leader, l.Generation = 9, 9, 1; return l }, now, false},
+		{"another cluster", nil, func(l Local) Local { l.ClusterID = 0xd; return l }, now, false},
+		{"no cluster founded yet", func(Record) Record { return Record{Version: RecordVersion} }, nil, now, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, l := rec, leader
+			if tt.rec != nil {
+				r = tt.rec(r)
+			}
+			if tt.local != nil {
+				l = tt.local(l)
+			}
+			got, ok := RaiseMaxRevision(ReplicaObservation{Record: r, Local: l, Now: tt.at})
+			if ok != tt.want {
+				t.Fatalf("RaiseMaxRevision = %v, want %v", ok, tt.want)
+			}
+			if ok && (got.MaxRevision != l.Revision || !got.MaxRevisionAt.Equal(tt.at) || got.Generation != r.Generation) {
+				t.Fatalf("raised record %+v, want MaxRevision %d at %v, generation kept", got, l.Revision, tt.at)
+			}
+			if !ok && !reflect.DeepEqual(got, r) {
+				t.Fatalf("record changed without a write: %+v", got)
 			}
 		})
 	}

@@ -123,7 +123,8 @@ type Local struct {
 	Members []Member
 	// AppliedIndex is the running member's applied index.
 	AppliedIndex uint64
-	// Revision is the newest revision in the data (etcd down only).
+	// Revision is the newest revision in the data, or the one the running
+	// member serves.
 	Revision int64
 	// CompactRevision is the data's last compaction (etcd down only).
 	CompactRevision int64

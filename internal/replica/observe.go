@@ -114,6 +114,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 			MemberID:     uint64(s.MemberID()),
 			Leader:       uint64(s.Leader()),
 			AppliedIndex: s.AppliedIndex(),
+			Revision:     s.KV().Rev(),
 		}
 		for _, m := range s.Cluster().Members() {
 			l.Members = append(l.Members, fromMembership(m, dir))

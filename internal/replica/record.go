@@ -83,8 +83,9 @@ func (r *Replica) claim(ctx context.Context, rec plan.Record, old string, c plan
 
 // finishClaim completes or releases this replica's own claim when
 // plan.FinishClaim says its work is done (a holder that crashed between
-// acting and recording finishes here), and brings this member's
-// generation marker up to the record (plan.MarkerGeneration).
+// acting and recording finishes here), raises the record's highest
+// revision when this replica leads (plan.RaiseMaxRevision), and brings
+// this member's generation marker up to the record (plan.MarkerGeneration).
 func (r *Replica) finishClaim(ctx context.Context, obs plan.ReplicaObservation, raw string) error {
 	if next, ok := plan.FinishClaim(obs, r.self.Name); ok {
 		switch err := r.swapRecord(ctx, raw, next); {
@@ -98,7 +99,18 @@ func (r *Replica) finishClaim(ctx context.Context, obs plan.ReplicaObservation, 
 		}
 		r.lg.Warn("recorded the cluster's generation", zap.String("claim", string(obs.Record.Claim.Kind)),
 			zap.Uint64("generation", next.Generation), zap.Stringer("cluster-id", next.ClusterID))
-		obs.Record = next
+		obs.Record, raw = next, next.Encode()
+	}
+	if next, ok := plan.RaiseMaxRevision(obs); ok {
+		switch err := r.swapRecord(ctx, raw, next); {
+		case errors.Is(err, errRecordChanged):
+			// Someone else wrote the record (a claim, a restore): the
+			// next pass looks again.
+		case err != nil:
+			return fmt.Errorf("record the highest revision served: %w", err)
+		default:
+			r.lg.Debug("recorded the highest revision served", zap.Int64("revision", next.MaxRevision))
+		}
 	}
 	if gen, ok := plan.MarkerGeneration(obs); ok {
 		if err := r.markers.writeGeneration(obs.Local.MemberID, obs.Local.ClusterID, gen, time.Now()); err != nil {

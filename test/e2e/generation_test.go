@@ -143,6 +143,11 @@ func TestDroppedReplicasNeverServeAfterRebuild(t *testing.T) {
 	if rec := c.statusJSON().Record; rec == nil || rec.Generation != 2 || rec.Made == nil || rec.Made.How != plan.OriginRebuilt || rec.Claim != nil {
 		t.Fatalf("vetcd status shows record %+v, want generation 2 rebuilt, no claim", rec)
 	}
+	// The leader records the highest revision served (a restore moves the
+	// revision above it even when every member's data is gone).
+	if rec := c.statusJSON().Record; rec.MaxRevision <= 0 || rec.MaxRevision > resp.Header.Revision {
+		t.Fatalf("record's highest revision served %d, want within (0, %d]", rec.MaxRevision, resp.Header.Revision)
+	}
 }
 
 // refusedAll reports whether every listed replica has logged a decision
