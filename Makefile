@@ -28,6 +28,11 @@ lint: $(STATICCHECK)
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	@# go.mod and go.sum say exactly what the code imports.
+	$(GO) mod tidy -diff
+	@# The rules link nothing but the standard library (DESIGN.md: plan is pure).
+	@nonstd=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./internal/plan | grep -v '^github.com/vetcd/vetcd/internal/plan$$'); \
+	  if [ -n "$$nonstd" ]; then echo "internal/plan must import the standard library only; it links:"; echo "$$nonstd"; exit 1; fi
 
 ## unit: pure decisions, config, pki, storage backends against real servers, in-process etcd.
 unit: test-tools
