@@ -17,11 +17,13 @@ package vetcd
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/config"
 	"github.com/vetcd/vetcd/internal/replica"
+	"github.com/vetcd/vetcd/internal/topology"
 )
 
 // Config is a replica's configuration; see internal/config for the keys.
@@ -50,7 +52,8 @@ type Replica struct {
 	r *replica.Replica
 }
 
-// Start validates cfg, binds the replica's endpoints and starts its loop in
+// Start validates cfg, fetches its TLS files from Kubernetes when the config
+// says so, binds the replica's endpoints and starts its loop in
 // the background: the member restarts, joins, bootstraps or rebuilds as
 // the cluster requires. It returns once the endpoints listen; Ready says
 // when the member serves. ctx bounds only the start itself.
@@ -61,6 +64,14 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Replica, error) {
 	var o replica.Options
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	// With topology.kubernetes.tlsSecret the member's certificate comes
+	// from (or is first generated into) a Secret, before anything reads it.
+	if err := topology.PrepareTLS(ctx, cfg, o.Logger); err != nil {
+		return nil, err
 	}
 	r, err := replica.New(cfg, o)
 	if err != nil {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/vetcd/vetcd/internal/config"
 	"github.com/vetcd/vetcd/internal/status"
 )
 
@@ -64,6 +66,31 @@ func TestHelpExplainsItself(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), "Examples:") || !strings.Contains(out.String(), "Usage:") {
 			t.Errorf("%s --help has no usage or examples:\n%s", cmd, out.String())
+		}
+	}
+}
+
+// A flag that sets a config key defaults to what a config file without the
+// key gets, so `vetcd up` and `vetcd serve` behave alike out of the box.
+func TestFlagDefaultsMatchConfig(t *testing.T) {
+	def := config.Default()
+	tests := []struct {
+		cmd, flag, want string
+	}{
+		{"up", "log-level", def.Log.Level},
+	}
+	root := newRoot(io.Discard, io.Discard)
+	for _, tt := range tests {
+		c, _, err := root.Find([]string{tt.cmd})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.cmd, err)
+		}
+		f := c.Flags().Lookup(tt.flag)
+		if f == nil {
+			t.Fatalf("vetcd %s has no --%s", tt.cmd, tt.flag)
+		}
+		if f.DefValue != tt.want {
+			t.Errorf("vetcd %s --%s defaults to %q; a config without the key gets %q", tt.cmd, tt.flag, f.DefValue, tt.want)
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/vetcd/vetcd"
 	"github.com/vetcd/vetcd/internal/config"
-	"github.com/vetcd/vetcd/internal/topology"
 )
 
 func newServeCmd() *cobra.Command {
@@ -74,11 +73,6 @@ func serve(ctx context.Context, cfg config.Config) error {
 	}
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	// In Kubernetes with topology.kubernetes.tlsSecret, the certificate
-	// comes from (or is first generated into) a Secret.
-	if err := topology.PrepareTLS(sigCtx, cfg, lg); err != nil {
-		return err
-	}
 	r, err := vetcd.Start(sigCtx, cfg, vetcd.WithLogger(lg))
 	if errors.Is(err, vetcd.ErrDisabled) {
 		return usageError{err}

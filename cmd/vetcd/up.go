@@ -91,7 +91,7 @@ up fills in each replica's identity, ports, dirs and TLS.`,
 	f.StringVar(&opts.Dir, "dir", defaultDir, "cluster directory (data, certificates, logs)")
 	f.StringVar(&cfgPath, "config", "", "config file applied to every replica (same schema as serve)")
 	f.IntVar(&opts.BasePort, "base-port", 0, "first port; replica N uses BASE+10N..BASE+10N+3 (default 2379 for a new DIR)")
-	f.StringVar(&logLvl, "log-level", "info", "log level of the supervisor and the replicas: debug, info, warn, error")
+	f.StringVar(&logLvl, "log-level", config.Default().Log.Level, "log level of the supervisor and the replicas: debug, info, warn, error")
 	return cmd
 }
 
