@@ -1,12 +1,13 @@
 // Package cluster is the leader-only controller: every pass it observes the
-// members (the health monitor), asks plan.Next for one action, and carries
-// it out. Only the replica whose member leads acts; the others observe
-// nothing and cost nothing.
+// members, asks plan.Next for one action, and carries it out. Only the
+// replica whose member leads acts; the others observe nothing and cost
+// nothing.
 //
-// "What happens when a member dies" is decided in internal/plan
-// (recovery.go); this package keeps the clocks that feed it (how long a
-// member has been silent, how long a learner has not progressed) and makes
-// the calls.
+// "What happens when a member dies" is decided in internal/plan: the
+// durations come from plan.Health (health.go), the rules from recovery.go.
+// This package only gathers the observation and makes the calls, through
+// the seams Local, Pool, API and Topology, with a clock passed in; the
+// tests drive it against an in-memory cluster (reconcile_test.go).
 package cluster
 
 import (
@@ -20,9 +21,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
-	"go.etcd.io/etcd/server/v3/storage"
 	"go.uber.org/zap"
 
 	"github.com/vetcd/vetcd/internal/metrics"
@@ -67,6 +65,34 @@ type API interface {
 	AlarmDisarm(ctx context.Context, memberID uint64, alarm string) error
 }
 
+// Local is the running local member, as the controller reads it: the seam
+// between the controller and etcd. Embedded adapts an embedded etcd; tests
+// use an in-memory member.
+type Local interface {
+	MemberID() uint64
+	// Leader is the leader this member sees (0: none).
+	Leader() uint64
+	AppliedIndex() uint64
+	// Revision is the member's current revision.
+	Revision() int64
+	// QuotaBytes is the backend quota in effect.
+	QuotaBytes() int64
+	// ClientURL is the member's advertised client URL ("" if none).
+	ClientURL() string
+	// Members is the member list in this member's own state (no quorum
+	// needed to read it).
+	Members() []MemberInfo
+}
+
+// MemberInfo is one member as the local member's state lists it.
+type MemberInfo struct {
+	ID         uint64
+	Name       string // empty until the member has started and published
+	IsLearner  bool
+	PeerURLs   []string
+	ClientURLs []string
+}
+
 // Options configures a Controller.
 type Options struct {
 	Logger   *zap.Logger
@@ -74,35 +100,31 @@ type Options struct {
 	Topology Topology
 	Pool     Pool
 	// Local returns the running local member, or nil.
-	Local func() *embed.Etcd
+	Local func() Local
+	// Now is the controller's clock (default time.Now).
+	Now func() time.Time
 	// PreferLeaderAfter: see plan.ClusterObservation. Default 10s.
 	PreferLeaderAfter time.Duration
 	// UnresponsiveAfter and LearnerStuckAfter are the recovery thresholds.
 	UnresponsiveAfter, LearnerStuckAfter time.Duration
 }
 
-// Controller runs the leader's reconcile loop. Run owns its goroutine;
-// Wait returns once it has stopped.
+// Controller runs the leader's reconcile loop. Its owner runs Run in a
+// goroutine and waits for it to return.
 type Controller struct {
 	opts Options
 	lg   *zap.Logger
-	wg   sync.WaitGroup
 
-	mu       sync.Mutex
-	health   map[uint64]*memberClock
-	recovery *inflight
-	// compactedRev is the revision compacted to in this NOSPACE episode.
-	compactedRev int64
-	// busy is set while a join is in flight or a learner waits: the loop
-	// then looks again at once rather than after a whole interval, so a
-	// caught-up learner is promoted within ~100ms.
-	busy       bool
+	mu sync.Mutex
+	// health is the memory between passes that plan's durations come
+	// from (plan.Health).
+	health     plan.Health
 	lastReason string
 	// lastBlocked says lastReason is a guard's refusal.
 	lastBlocked bool
 	last        plan.Action
 	lastAt      time.Time
-	watching    []Watch
+	watching    []plan.Watch
 	// hashes is the last complete hash comparison and what it was taken
 	// on (member list and revision): while a CORRUPT alarm is raised etcd
 	// takes no writes, so it is not gathered again every pass. HashKV
@@ -114,29 +136,6 @@ type Controller struct {
 	unresolved string
 }
 
-// memberClock remembers, per member, the times plan needs as durations.
-type memberClock struct {
-	firstSeen     time.Time
-	healthySince  time.Time // zero while silent
-	lastHealthy   time.Time // zero if never
-	applied       uint64
-	progressSince time.Time // when applied last moved
-}
-
-type inflight struct {
-	ordinal  int
-	memberID uint64
-	reason   plan.Reason
-	at       time.Time
-}
-
-// Watch is a member the health monitor has its eye on.
-type Watch struct {
-	Member string        `json:"member"`
-	Reason string        `json:"reason"`
-	For    time.Duration `json:"for"`
-}
-
 // New returns a controller.
 func New(opts Options) *Controller {
 	if opts.PreferLeaderAfter == 0 {
@@ -145,94 +144,101 @@ func New(opts Options) *Controller {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &Controller{opts: opts, lg: opts.Logger, health: map[uint64]*memberClock{}}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Local == nil {
+		opts.Local = func() Local { return nil }
+	}
+	return &Controller{opts: opts, lg: opts.Logger}
+}
+
+// Result is what one pass asks of the loop, as a controller-runtime
+// reconciler's result does.
+type Result struct {
+	// Action is what plan decided this pass.
+	Action plan.Action
+	// RequeueAfter is when the next pass is due: PollStep while a join is
+	// in flight or a learner waits, else the loop's interval (0).
+	RequeueAfter time.Duration
 }
 
 // Run reconciles every interval until ctx ends. Errors are logged and the
 // next pass tries again; a panic in a pass is logged, not fatal.
 //
-// Between passes it looks every pollStep at the local member's view of the
+// Between passes it looks every PollStep at the local member's view of the
 // membership, which costs no RPC, and passes at once when that changed: a
 // replica that rejoins removes its old member and adds itself as a learner,
 // and without this the controller would see the learner up to a whole
 // interval late. Measured before this change: 0.2-0.9 s between a rejoined
 // learner serving and its promotion, with a 1 s interval.
 func (c *Controller) Run(ctx context.Context, interval time.Duration) {
-	c.wg.Add(1)
-	defer c.wg.Done()
-	tick := time.NewTicker(min(interval, pollStep))
+	tick := time.NewTicker(min(interval, PollStep))
 	defer tick.Stop()
-	last := time.Now()
+	last := c.opts.Now()
 	seen := c.membershipKey()
+	wait := interval
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		c.mu.Lock()
-		busy := c.busy
-		c.mu.Unlock()
 		key := c.membershipKey()
-		if !passDue(time.Since(last), interval, busy, key != seen) {
+		if key == seen && c.opts.Now().Sub(last) < wait {
 			continue
 		}
 		seen = key
-		c.safeReconcile(ctx)
-		last = time.Now()
+		wait = interval
+		if res := c.safeReconcile(ctx); res.RequeueAfter > 0 {
+			wait = min(interval, res.RequeueAfter)
+		}
+		last = c.opts.Now()
 	}
 }
 
-// pollStep is how often Run looks for a membership change, and the
+// PollStep is how often Run looks for a membership change, and the
 // interval while a join is in flight.
-const pollStep = 100 * time.Millisecond
-
-// passDue says whether Run should pass now, since elapsed since the last
-// pass ended.
-func passDue(elapsed, interval time.Duration, busy, membershipChanged bool) bool {
-	wait := interval
-	if busy {
-		wait = min(interval, pollStep)
-	}
-	return membershipChanged || elapsed >= wait
-}
+const PollStep = 100 * time.Millisecond
 
 // membershipKey summarises the membership as the local member knows it:
 // who leads, and each member's ID, learner flag, name and client URLs
 // (a rejoined learner publishes its name and URLs once it has caught up).
 func (c *Controller) membershipKey() string {
-	e := c.opts.Local()
-	if e == nil {
+	l := c.opts.Local()
+	if l == nil {
 		return ""
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%x;", uint64(e.Server.Leader()))
-	for _, m := range e.Server.Cluster().Members() {
-		fmt.Fprintf(&sb, "%x/%t/%s/%v;", uint64(m.ID), m.IsLearner, m.Name, m.ClientURLs)
+	fmt.Fprintf(&sb, "%x;", l.Leader())
+	for _, m := range l.Members() {
+		fmt.Fprintf(&sb, "%x/%t/%s/%v;", m.ID, m.IsLearner, m.Name, m.ClientURLs)
 	}
 	return sb.String()
 }
 
-// Wait blocks until Run has returned.
-func (c *Controller) Wait() { c.wg.Wait() }
-
-func (c *Controller) safeReconcile(ctx context.Context) {
+func (c *Controller) safeReconcile(ctx context.Context) (res Result) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.lg.Error("controller pass panicked", zap.Any("panic", r))
 		}
 	}()
-	if _, err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
+	res, err := c.Reconcile(ctx)
+	if err != nil && ctx.Err() == nil {
 		c.lg.Warn("controller pass failed", zap.Error(err))
 	}
+	return res
 }
 
 // State is what the controller shows in `vetcd status`.
 type State struct {
-	LastAction string    `json:"lastAction,omitempty"`
-	LastReason string    `json:"lastReason,omitempty"`
-	LastAt     time.Time `json:"lastAt,omitzero"`
-	Watching   []Watch   `json:"watching,omitempty"`
+	LastAction string       `json:"lastAction,omitempty"`
+	LastReason string       `json:"lastReason,omitempty"`
+	LastAt     time.Time    `json:"lastAt,omitzero"`
+	Watching   []plan.Watch `json:"watching,omitempty"`
 	// Blocked is the guard's reason when an action is needed but refused.
 	Blocked string `json:"blocked,omitempty"`
 }
@@ -245,7 +251,7 @@ func (c *Controller) State() State {
 	if c.unresolved != "" {
 		// Shown by `vetcd status` among the watched items, which the
 		// agent passes on.
-		st.Watching = append(slices.Clip(st.Watching), Watch{Member: "corruption", Reason: c.unresolved})
+		st.Watching = append(slices.Clip(st.Watching), plan.Watch{Member: "corruption", Reason: c.unresolved})
 		st.Blocked = c.unresolved
 	} else if c.lastReason != "" && c.lastBlocked {
 		st.Blocked = c.lastReason
@@ -257,37 +263,35 @@ func (c *Controller) State() State {
 	return st
 }
 
-// Reconcile is one observe → plan → act pass. It returns the action it
-// decided on.
-func (c *Controller) Reconcile(ctx context.Context) (plan.Action, error) {
-	e := c.opts.Local()
-	if e == nil || e.Server.Leader() == 0 || e.Server.Leader() != e.Server.MemberID() {
+// Reconcile is one observe → plan → act pass. Only the member that leads
+// acts (plan.Next repeats the rule on what it observed).
+func (c *Controller) Reconcile(ctx context.Context) (Result, error) {
+	l := c.opts.Local()
+	if l == nil || l.Leader() == 0 || l.Leader() != l.MemberID() {
 		c.forget()
-		return plan.Action{Kind: plan.None, Reason: "not the leader"}, nil
+		return Result{Action: plan.Action{Kind: plan.None, Reason: "not the leader"}}, nil
 	}
-	api, err := c.localAPI(e)
+	if l.ClientURL() == "" {
+		return Result{}, errors.New("local member advertises no client URL")
+	}
+	api, err := c.opts.Pool.API(l.ClientURL())
 	if err != nil {
-		return plan.Action{}, err
+		return Result{}, err
 	}
-	obs, err := c.observe(ctx, e, api)
+	obs, soon, err := c.observe(ctx, l, api)
 	if err != nil {
-		return plan.Action{}, fmt.Errorf("observe: %w", err)
+		return Result{}, fmt.Errorf("observe: %w", err)
 	}
-	a := plan.Next(obs)
-	c.noteCorruption(a)
-	if a.Kind == plan.None {
-		c.noteIdle(a)
-		return a, nil
+	res := Result{Action: plan.Next(obs)}
+	if soon {
+		res.RequeueAfter = PollStep
 	}
-	return a, c.act(ctx, e, api, a)
-}
-
-func (c *Controller) localAPI(e *embed.Etcd) (API, error) {
-	adv := e.Config().AdvertiseClientUrls
-	if len(adv) == 0 {
-		return nil, errors.New("local member advertises no client URL")
+	c.noteCorruption(res.Action)
+	if res.Action.Kind == plan.None {
+		c.noteIdle(res.Action)
+		return res, nil
 	}
-	return c.opts.Pool.API(adv[0].String())
+	return res, c.act(ctx, l, api, res.Action)
 }
 
 // forget drops the clocks when this member stops leading: a new leader
@@ -295,16 +299,11 @@ func (c *Controller) localAPI(e *embed.Etcd) (API, error) {
 func (c *Controller) forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	clear(c.health)
-	c.busy = false
-	c.recovery = nil
-	c.compactedRev = 0
+	c.health.Reset()
 	c.watching = nil
 	c.hashes, c.hashesKey = nil, ""
 	c.unresolved = ""
-	if c.opts.Metrics != nil {
-		c.opts.Metrics.CorruptionUnresolved.Set(0)
-	}
+	c.opts.Metrics.CorruptionUnresolved.Set(0)
 }
 
 // noteCorruption keeps the vetcd_corruption_unresolved gauge and the
@@ -344,43 +343,39 @@ func (c *Controller) noteIdle(a plan.Action) {
 	c.lg.Debug("controller idle", zap.String("reason", a.Reason))
 }
 
-// observe is the health monitor: the member list from the local (leading)
-// member's own state, every member's status over the network, the alarms,
-// and the clocks kept across passes.
-func (c *Controller) observe(ctx context.Context, e *embed.Etcd, api API) (plan.ClusterObservation, error) {
-	s := e.Server
-	quota := e.Config().QuotaBackendBytes
-	if quota <= 0 {
-		quota = storage.DefaultQuotaBytes
-	}
-	o := plan.ClusterObservation{
-		LocalID:           uint64(s.MemberID()),
-		LeaderID:          uint64(s.Leader()),
+// observe is the health monitor's input: the member list from the local
+// (leading) member's own state, every member's status over the network,
+// the alarms, then the durations from plan.Health. soon says the next pass
+// is due at once.
+func (c *Controller) observe(ctx context.Context, l Local, api API) (o plan.ClusterObservation, soon bool, err error) {
+	o = plan.ClusterObservation{
+		LocalID:           l.MemberID(),
+		LeaderID:          l.Leader(),
 		PreferLeaderAfter: c.opts.PreferLeaderAfter,
-		CatchUpSlack:      100,
+		CatchUpSlack:      plan.CatchUpSlack,
 		UnresponsiveAfter: c.opts.UnresponsiveAfter,
 		LearnerStuckAfter: c.opts.LearnerStuckAfter,
-		RecoveryTimeout:   max(2*c.opts.UnresponsiveAfter+c.opts.LearnerStuckAfter, 5*time.Minute),
-		Revision:          s.KV().Rev(),
-		QuotaBytes:        quota,
+		RecoveryTimeout:   plan.RecoveryTimeout(c.opts.UnresponsiveAfter, c.opts.LearnerStuckAfter),
+		Revision:          l.Revision(),
+		QuotaBytes:        l.QuotaBytes(),
 	}
 	desired, err := c.opts.Topology.Desired(ctx)
 	if err != nil {
-		return o, err
+		return o, false, err
 	}
 	o.Desired = desired
 	dir, err := topology.LookupAll(ctx, c.opts.Topology)
 	if err != nil {
-		return o, err
+		return o, false, err
 	}
 	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	o.Alarms, err = api.AlarmList(actx)
 	cancel()
 	if err != nil {
-		return o, fmt.Errorf("alarm list: %w", err)
+		return o, false, fmt.Errorf("alarm list: %w", err)
 	}
 
-	ms := s.Cluster().Members()
+	ms := l.Members()
 	o.Members = make([]plan.Member, len(ms))
 	var wg sync.WaitGroup
 	for i, m := range ms {
@@ -392,7 +387,7 @@ func (c *Controller) observe(ctx context.Context, e *embed.Etcd, api API) (plan.
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			if st, err := c.opts.Pool.Status(cctx, m.ClientURLs[0], uint64(m.ID)); err == nil {
+			if st, err := c.opts.Pool.Status(cctx, m.ClientURLs[0], m.ID); err == nil {
 				pm.Healthy = true
 				pm.AppliedIndex = st.GetRaftAppliedIndex()
 				pm.DBSize, pm.DBSizeInUse = st.GetDbSize(), st.GetDbSizeInUse()
@@ -405,16 +400,22 @@ func (c *Controller) observe(ctx context.Context, e *embed.Etcd, api API) (plan.
 		if o.Members[i].ID == o.LocalID {
 			// The leader answers by definition; its own index is exact.
 			o.Members[i].Healthy = true
-			o.Members[i].AppliedIndex = s.AppliedIndex()
+			o.Members[i].AppliedIndex = l.AppliedIndex()
 		}
 	}
 	if len(corruptAlarms(o.Alarms)) > 0 {
-		o.Hashes = c.gatherHashes(ctx, ms, o.Members, func() int64 { return s.KV().Rev() })
+		o.Hashes = c.gatherHashes(ctx, ms, o.Members, l.Revision)
 	}
-	c.tick(&o, time.Now())
+	c.mu.Lock()
+	rep := c.health.Observe(&o, c.opts.Now())
+	c.watching = rep.Watching
+	c.mu.Unlock()
+	if r := rep.Finished; r != nil {
+		c.lg.Info("recovery finished", zap.Int("ordinal", r.Ordinal), zap.String("reason", string(r.Reason)), zap.Duration("took", r.For))
+	}
 	c.opts.Metrics.Members.WithLabelValues("voter").Set(float64(len(plan.Voters(o.Members))))
 	c.opts.Metrics.Members.WithLabelValues("learner").Set(float64(len(o.Members) - len(plan.Voters(o.Members))))
-	return o, nil
+	return o, rep.Soon, nil
 }
 
 func corruptAlarms(as []plan.Alarm) []plan.Alarm {
@@ -436,14 +437,14 @@ func corruptAlarms(as []plan.Alarm) []plan.Alarm {
 // which waits on an incomplete comparison rather than guess. A complete
 // comparison is kept for as long as the member list and the revision stay
 // (etcd takes no writes under a CORRUPT alarm).
-func (c *Controller) gatherHashes(ctx context.Context, ms []*membership.Member, members []plan.Member, rev func() int64) *plan.HashCheck {
+func (c *Controller) gatherHashes(ctx context.Context, ms []MemberInfo, members []plan.Member, rev func() int64) *plan.HashCheck {
 	// Only members whose status answered in this pass are asked: a hung
 	// one would hold the pass for hashTimeout, and plan treats a missing
 	// hash as unknown anyway.
 	var targets []hashTarget
 	for _, m := range ms {
-		if pm, _ := plan.Find(members, uint64(m.ID)); pm.Healthy && len(m.ClientURLs) > 0 {
-			targets = append(targets, hashTarget{id: uint64(m.ID), endpoint: m.ClientURLs[0]})
+		if pm, _ := plan.Find(members, m.ID); pm.Healthy && len(m.ClientURLs) > 0 {
+			targets = append(targets, hashTarget{id: m.ID, endpoint: m.ClientURLs[0]})
 		}
 	}
 	key := fmt.Sprintf("%s@%d", plan.Fingerprint(members), rev())
@@ -523,115 +524,30 @@ func hashRound(ctx context.Context, lg *zap.Logger, pool Pool, targets []hashTar
 	}
 }
 
-// tick advances the per-member clocks and fills the durations plan reads.
-func (c *Controller) tick(o *plan.ClusterObservation, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var leaderApplied uint64
-	for _, m := range o.Members {
-		if m.ID == o.LeaderID {
-			leaderApplied = m.AppliedIndex
-		}
-	}
-	seen := map[uint64]bool{}
-	var watching []Watch
-	c.busy = false
-	for i := range o.Members {
-		m := &o.Members[i]
-		seen[m.ID] = true
-		clk, ok := c.health[m.ID]
-		if !ok {
-			clk = &memberClock{firstSeen: now, progressSince: now}
-			c.health[m.ID] = clk
-		}
-		if m.Healthy {
-			if clk.healthySince.IsZero() {
-				clk.healthySince = now
-			}
-			clk.lastHealthy = now
-			m.HealthyFor = now.Sub(clk.healthySince)
-		} else {
-			clk.healthySince = time.Time{}
-			silentSince := clk.lastHealthy
-			if silentSince.IsZero() {
-				silentSince = clk.firstSeen
-			}
-			m.UnhealthyFor = now.Sub(silentSince)
-			watching = append(watching, Watch{Member: memberName(*m), Reason: "not answering", For: m.UnhealthyFor.Round(time.Second)})
-		}
-		if m.AppliedIndex > clk.applied || m.AppliedIndex+o.CatchUpSlack >= leaderApplied && m.Healthy {
-			clk.applied = max(clk.applied, m.AppliedIndex)
-			clk.progressSince = now
-		}
-		if m.IsLearner || !m.Started {
-			c.busy = true
-		}
-		if m.IsLearner {
-			m.StalledFor = now.Sub(clk.progressSince)
-			if m.StalledFor >= time.Second {
-				watching = append(watching, Watch{Member: memberName(*m), Reason: "learner not progressing", For: m.StalledFor.Round(time.Second)})
-			}
-		}
-	}
-	for id := range c.health {
-		if !seen[id] {
-			delete(c.health, id)
-		}
-	}
-	for _, a := range o.Alarms {
-		w := Watch{Member: fmt.Sprintf("%x", a.MemberID), Reason: a.Name + " alarm"}
-		if a.MemberID == 0 {
-			w = Watch{Member: "cluster", Reason: "cluster-wide " + a.Name + " alarm (member 0)"}
-		}
-		watching = append(watching, w)
-	}
-	c.watching = watching
-
-	if r := c.recovery; r != nil {
-		pr := plan.Recovery{Ordinal: r.ordinal, MemberID: r.memberID, Reason: r.reason, For: now.Sub(r.at)}
-		if plan.RecoveryDone(pr, *o) {
-			c.lg.Info("recovery finished", zap.Int("ordinal", r.ordinal), zap.String("reason", string(r.reason)), zap.Duration("took", pr.For))
-			c.recovery = nil
-		} else {
-			o.Recovery = &pr
-		}
-	}
-	nospace := false
-	for _, a := range o.Alarms {
-		nospace = nospace || a.Name == plan.AlarmNoSpace
-	}
-	if !nospace {
-		c.compactedRev = 0
-	}
-	o.NoSpaceCompacted = c.compactedRev != 0
-}
-
-func memberName(m plan.Member) string {
-	if m.Name != "" {
-		return m.Name
-	}
-	return fmt.Sprintf("%x", m.ID)
-}
-
 // act carries out one action, if the member list is still the one it was
 // decided on.
-func (c *Controller) act(ctx context.Context, e *embed.Etcd, api API, a plan.Action) error {
+func (c *Controller) act(ctx context.Context, l Local, api API, a plan.Action) error {
 	var now []plan.Member
 	clientURL := ""
 	ordinal := plan.NoOrdinal
-	for _, m := range e.Server.Cluster().Members() {
-		now = append(now, plan.Member{ID: uint64(m.ID), IsLearner: m.IsLearner})
-		if uint64(m.ID) == a.Target && len(m.ClientURLs) > 0 {
+	members := l.Members()
+	for _, m := range members {
+		now = append(now, plan.Member{ID: m.ID, IsLearner: m.IsLearner})
+		if m.ID == a.Target && len(m.ClientURLs) > 0 {
 			clientURL = m.ClientURLs[0]
 		}
 	}
 	if fp := plan.Fingerprint(now); fp != a.Fingerprint {
-		return nil // the list moved under us: observe again next pass
+		// The list moved under us: observe again at once.
+		c.opts.Metrics.Actions.WithLabelValues(a.Kind.String(), "stale").Inc()
+		c.lg.Info("controller action dropped: the member list changed since it was decided",
+			zap.Stringer("action", a.Kind), zap.String("target", a.TargetName), zap.String("decided-on", a.Fingerprint), zap.String("now", fp))
+		return nil
 	}
 	if a.Kind == plan.Remove {
 		if dir, err := topology.LookupAll(ctx, c.opts.Topology); err == nil {
-			for _, m := range e.Server.Cluster().Members() {
-				if uint64(m.ID) == a.Target {
+			for _, m := range members {
+				if m.ID == a.Target {
 					ordinal = dir.Ordinal(m.PeerURLs)
 				}
 			}
@@ -660,11 +576,6 @@ func (c *Controller) act(ctx context.Context, e *embed.Etcd, api API, a plan.Act
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			err = nil
 		}
-		if err == nil {
-			c.mu.Lock()
-			c.compactedRev = a.Revision
-			c.mu.Unlock()
-		}
 	case plan.Defrag:
 		if clientURL == "" {
 			return fmt.Errorf("defrag %s: no client URL", a.TargetName)
@@ -683,10 +594,9 @@ func (c *Controller) act(ctx context.Context, e *embed.Etcd, api API, a plan.Act
 		}
 		lg.Info("controller action done")
 		c.mu.Lock()
-		c.last, c.lastAt, c.lastReason = a, time.Now(), ""
-		if a.Kind == plan.Remove && a.Recovery != "" {
-			c.recovery = &inflight{ordinal: ordinal, memberID: a.Target, reason: a.Recovery, at: time.Now()}
-		}
+		now := c.opts.Now()
+		c.last, c.lastAt, c.lastReason = a, now, ""
+		c.health.Done(a, ordinal, now)
 		c.mu.Unlock()
 		return nil
 	case errors.Is(err, rpctypes.ErrMemberLearnerNotReady), errors.Is(err, rpctypes.ErrUnhealthy), errors.Is(err, rpctypes.ErrTooManyLearners):
@@ -701,9 +611,9 @@ func (c *Controller) act(ctx context.Context, e *embed.Etcd, api API, a plan.Act
 
 // MemberOf maps an etcd member to plan's view of it, finding its replica
 // by peer URL. Health and progress are left for the caller to observe.
-func MemberOf(m *membership.Member, dir topology.Directory) plan.Member {
+func MemberOf(m MemberInfo, dir topology.Directory) plan.Member {
 	pm := plan.Member{
-		ID:        uint64(m.ID),
+		ID:        m.ID,
 		Name:      m.Name,
 		Ordinal:   dir.Ordinal(m.PeerURLs),
 		IsLearner: m.IsLearner,

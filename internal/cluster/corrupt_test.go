@@ -263,7 +263,7 @@ func controllers(t *testing.T, ms []*member) []*Controller {
 			Metrics:  metrics.New(),
 			Topology: testTopology(ms),
 			Pool:     testPool{pool},
-			Local:    func() *embed.Etcd { return m.e },
+			Local:    func() Local { return Embedded(m.e) },
 		})
 	}
 	return cs
@@ -276,11 +276,11 @@ func pass(t *testing.T, ms []*member, cs []*Controller) plan.Action {
 	if l == nil {
 		return plan.Action{Kind: plan.None, Reason: "no leader"}
 	}
-	a, err := cs[l.ordinal].Reconcile(t.Context())
+	res, err := cs[l.ordinal].Reconcile(t.Context())
 	if err != nil {
 		t.Logf("pass on %s: %v", l.name, err)
 	}
-	return a
+	return res.Action
 }
 
 // TestCorruptFollowerReplaced: a follower's bbolt file is corrupted while
@@ -466,7 +466,7 @@ func TestCorruptNoMajorityStops(t *testing.T) {
 		t.Fatalf("vetcd_corruption_unresolved = %v (%v), want 1", g.GetGauge().GetValue(), err)
 	}
 	st := cs[l.ordinal].State()
-	if !slices.ContainsFunc(st.Watching, func(w Watch) bool { return strings.Contains(w.Reason, "cluster-wide") }) {
+	if !slices.ContainsFunc(st.Watching, func(w plan.Watch) bool { return strings.Contains(w.Reason, "cluster-wide") }) {
 		t.Fatalf("the controller's state does not show the cluster-wide alarm: %+v", st.Watching)
 	}
 	ids, ok := corruptAlarmsOf(t, cli)

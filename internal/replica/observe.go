@@ -169,7 +169,7 @@ func (r *Replica) observeLocal(dir Directory) plan.Local {
 }
 
 func fromMembership(m *membership.Member, dir Directory) plan.Member {
-	return cluster.MemberOf(m, dir)
+	return cluster.MemberOf(cluster.InfoOf(m), dir)
 }
 
 // observePeers asks every peer's agent, in parallel.

@@ -166,7 +166,7 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 		Metrics:  m,
 		Topology: topo,
 		Pool:     controllerPool{r.pool},
-		Local:    r.localMember,
+		Local:    func() cluster.Local { return cluster.Embedded(r.localMember()) },
 
 		UnresponsiveAfter: cfg.Recovery.UnresponsiveAfter,
 		LearnerStuckAfter: cfg.Recovery.LearnerStuckAfter,
@@ -241,9 +241,13 @@ func listen(ctx context.Context, rawURL string) (net.Listener, error) {
 // logged, counted and retried with back-off (no crash loops).
 func (r *Replica) run(ctx context.Context) {
 	defer close(r.loopDone)
+	// The loop owns the controller and the snapshot schedule: it starts
+	// them and returns only after they have.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer r.goFollow(ctx)()
-	go r.controller.Run(ctx, r.interval)
-	go r.runSnapshots(ctx)
+	wg.Go(func() { r.controller.Run(ctx, r.interval) })
+	wg.Go(func() { r.runSnapshots(ctx) })
 	wait := r.interval
 	for {
 		if err := r.step(ctx); err != nil {
@@ -444,7 +448,6 @@ func (r *Replica) shutdown(ctx context.Context) error {
 			return fmt.Errorf("shutdown: loop did not stop: %w", ctx.Err())
 		}
 	}
-	r.controller.Wait()
 	desired, err := r.topo.Desired(ctx)
 	switch {
 	case err != nil:
@@ -482,7 +485,6 @@ func (r *Replica) Close() error {
 			r.cancel()
 			<-r.loopDone
 		}
-		r.controller.Wait()
 		r.stopEtcd()
 		r.pool.Close()
 		if r.agentSrv != nil {
