@@ -138,4 +138,3 @@ func TestRecoveryTimeout(t *testing.T) {
 		t.Errorf("RecoveryTimeout(1s, 1s) = %s, want the 5m floor", got)
 	}
 }
-
