@@ -18,6 +18,7 @@ import (
 
 	"github.com/vetcd/vetcd/internal/config"
 	"github.com/vetcd/vetcd/internal/pki"
+	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/status"
 	"github.com/vetcd/vetcd/internal/topology"
 )
@@ -64,7 +65,7 @@ type Supervisor struct {
 
 	procs     map[int]*proc
 	nextStart map[int]time.Time
-	backoff   map[int]time.Duration
+	backoff   map[int]*plan.Backoff
 	restarts  map[int]int
 	exits     chan exit
 	announced int
@@ -169,7 +170,7 @@ func resolve(opts Options) (sup *Supervisor, exists bool, err error) {
 	}
 	sup = &Supervisor{
 		opts: opts, layout: l, settings: s, lg: opts.Logger,
-		procs: map[int]*proc{}, nextStart: map[int]time.Time{}, backoff: map[int]time.Duration{},
+		procs: map[int]*proc{}, nextStart: map[int]time.Time{}, backoff: map[int]*plan.Backoff{},
 		restarts: map[int]int{}, exits: make(chan exit, MaxReplicas),
 	}
 	// A replica's full config is valid.
@@ -450,12 +451,15 @@ func (s *Supervisor) onExit(e exit) {
 		s.lg.Info("surplus replica stopped", zap.Int("ordinal", e.ordinal), zap.Error(e.err))
 		return
 	}
-	b := s.backoff[e.ordinal]
-	if p != nil && time.Since(p.started) > time.Minute {
-		b = 0
+	back := s.backoff[e.ordinal]
+	if back == nil {
+		back = &plan.Backoff{Initial: time.Second, Max: 30 * time.Second}
+		s.backoff[e.ordinal] = back
 	}
-	b = min(max(2*b, time.Second), 30*time.Second)
-	s.backoff[e.ordinal] = b
+	if p != nil && time.Since(p.started) > time.Minute {
+		back.Succeeded() // it ran for a while: start over, as a kubelet does
+	}
+	b := back.Failed()
 	s.nextStart[e.ordinal] = time.Now().Add(b)
 	s.restarts[e.ordinal]++
 	_ = topology.WriteAtomic(s.layout.RestartsPath(e.ordinal), []byte(strconv.Itoa(s.restarts[e.ordinal])+"\n"), 0o600)

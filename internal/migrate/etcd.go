@@ -519,7 +519,7 @@ func (f *follower) run(ctx context.Context) (int64, error) {
 		return f.last, err
 	}
 	f.copied.Store(f.last)
-	wait := 200 * time.Millisecond
+	back := plan.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := f.o.Source.Watch(wctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(f.last+1))
@@ -531,7 +531,8 @@ func (f *follower) run(ctx context.Context) (int64, error) {
 		if errors.Is(err, ErrDiverged) || errors.Is(err, ErrSelfDiverged) || errors.Is(err, ErrSourceCompacted) || errors.Is(err, ErrCutOver) {
 			return f.last, err
 		}
-		f.lg.Warn("following the source etcd: watch ended; retrying", zap.Error(err), zap.Int64("revision", f.last))
+		wait := back.Failed()
+		f.lg.Warn("following the source etcd: watch ended; retrying", zap.Error(err), zap.Int64("revision", f.last), zap.Duration("retry-in", wait))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -539,7 +540,6 @@ func (f *follower) run(ctx context.Context) (int64, error) {
 			return f.last, ctx.Err()
 		case <-t.C:
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 
@@ -916,7 +916,7 @@ func (f *follower) retireLease(ctx context.Context, id int64) error {
 // with a 10 s deadline; the target is vetcd's own cluster, which may be
 // electing a leader.
 func retry(ctx context.Context, fn func(context.Context) error) error {
-	wait := 100 * time.Millisecond
+	back := plan.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := fn(cctx)
@@ -931,14 +931,13 @@ func retry(ctx context.Context, fn func(context.Context) error) error {
 		default:
 			return err
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(back.Failed())
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
 		case <-t.C:
 		}
-		wait = min(wait*2, 2*time.Second)
 	}
 }
 

@@ -190,12 +190,13 @@ func (r *Replica) followDeployedEtcd(ctx context.Context) {
 	}
 	lg := r.lg.Named("migrate")
 	broken := r.followBroken()
-	wait := time.Second
+	back := plan.Backoff{Initial: time.Second, Max: 30 * time.Second}
 	for {
 		done, err := r.followOnce(ctx, lg, state, broken)
 		if done || ctx.Err() != nil {
 			return
 		}
+		wait := back.Failed()
 		if errors.Is(err, migrate.ErrSelfDiverged) {
 			broken.Set(1)
 			lg.Error("this cluster's revision moved without a client's write while following the deployed etcd: "+
@@ -207,7 +208,6 @@ func (r *Replica) followDeployedEtcd(ctx context.Context) {
 		if sleep(ctx, wait) != nil {
 			return
 		}
-		wait = min(wait*2, 30*time.Second)
 	}
 }
 

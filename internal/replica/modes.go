@@ -234,7 +234,7 @@ func transient(err error) bool {
 // or 30 s pass; each call gets its own 5 s deadline.
 func retryTransient(ctx context.Context, lg *zap.Logger, what string, fn func(context.Context) error) error {
 	deadline := time.Now().Add(30 * time.Second)
-	wait := 200 * time.Millisecond
+	back := plan.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := fn(cctx)
@@ -249,10 +249,9 @@ func retryTransient(ctx context.Context, lg *zap.Logger, what string, fn func(co
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		lg.Info("transient refusal; retrying", zap.String("call", what), zap.Error(err))
-		if err := sleep(ctx, wait); err != nil {
+		if err := sleep(ctx, back.Failed()); err != nil {
 			return err
 		}
-		wait = min(wait*2, 2*time.Second)
 	}
 }
 

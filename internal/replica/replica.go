@@ -91,7 +91,7 @@ type Replica struct {
 	// restoreRetryAt and restoreBackoff pace retries of a restore.from
 	// snapshot that failed to verify; only the loop goroutine uses them.
 	restoreRetryAt time.Time
-	restoreBackoff time.Duration
+	restoreBackoff plan.Backoff
 	last           plan.ReplicaDecision
 }
 
@@ -142,18 +142,19 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
 	r := &Replica{
-		cfg:          cfg,
-		lg:           lg,
-		topo:         topo,
-		metrics:      m,
-		self:         self,
-		markers:      markers{dir: parentDir(cfg.DataDir)},
-		serverTLS:    serverTLS,
-		clientTLS:    clientTLS,
-		pool:         etcdclient.NewPool(clientTLS, lg),
-		agents:       agent.NewClient(clientTLS),
-		interval:     cfg.Controller.Interval,
-		startTimeout: 2 * time.Minute,
+		cfg:            cfg,
+		lg:             lg,
+		topo:           topo,
+		metrics:        m,
+		self:           self,
+		markers:        markers{dir: parentDir(cfg.DataDir)},
+		restoreBackoff: plan.Backoff{Initial: 5 * time.Second, Max: restoreRetryMax},
+		serverTLS:      serverTLS,
+		clientTLS:      clientTLS,
+		pool:           etcdclient.NewPool(clientTLS, lg),
+		agents:         agent.NewClient(clientTLS),
+		interval:       cfg.Controller.Interval,
+		startTimeout:   2 * time.Minute,
 		// An election timeout (1s by default). The rebuild rule already
 		// requires that no election can succeed (desired voters below
 		// quorum, every other voter gone); this only lets raft settle.
@@ -248,15 +249,17 @@ func (r *Replica) run(ctx context.Context) {
 	defer r.goFollow(ctx)()
 	wg.Go(func() { r.controller.Run(ctx, r.interval) })
 	wg.Go(func() { r.runSnapshots(ctx) })
-	wait := r.interval
+	back := plan.Backoff{Initial: 2 * r.interval, Max: 10 * time.Second}
 	for {
+		var wait time.Duration
 		if err := r.step(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
+			wait = back.Failed()
 			r.lg.Warn("replica step failed; retrying", zap.Error(err), zap.Duration("retry-in", wait))
-			wait = min(wait*2, 10*time.Second)
 		} else {
+			back.Succeeded()
 			wait = r.interval
 			if r.leaderless() {
 				// Quorum may be lost: a rebuild, when one is due, waits

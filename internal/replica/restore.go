@@ -29,13 +29,14 @@ func (r *Replica) requestRestore(ctx context.Context) {
 		return
 	}
 	if err := r.tryRequestRestore(ctx, from); err != nil {
-		r.restoreBackoff = min(max(2*r.restoreBackoff, 5*time.Second), restoreRetryMax)
-		r.restoreRetryAt = time.Now().Add(r.restoreBackoff)
+		wait := r.restoreBackoff.Failed()
+		r.restoreRetryAt = time.Now().Add(wait)
 		r.lg.Error("restore.from: the snapshot cannot be restored; nothing was changed, and the replica carries on with its own data",
-			zap.String("from", from), zap.Error(err), zap.Duration("retry-in", r.restoreBackoff))
+			zap.String("from", from), zap.Error(err), zap.Duration("retry-in", wait))
 		return
 	}
-	r.restoreBackoff, r.restoreRetryAt = 0, time.Time{}
+	r.restoreBackoff.Succeeded()
+	r.restoreRetryAt = time.Time{}
 }
 
 // restoreRetryMax bounds the back-off between attempts to verify a
