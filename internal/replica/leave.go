@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -17,14 +18,10 @@ import (
 )
 
 // leave takes this surplus replica's member out of the cluster before the
-// process exits, the way a StatefulSet scale-down wants it:
-//
-//  1. if it leads, hand leadership to the lowest-ordinal desired voter;
-//  2. wait until that voter has applied everything this member committed,
-//     so the survivor holds every acknowledged write even if the rest of
-//     the cluster disappears next;
-//  3. remove itself, if plan.CheckRemoval allows it;
-//  4. leave a marker so its data never starts again with the old identity.
+// process exits, the way a StatefulSet scale-down wants it: the steps
+// (hand over leadership, wait for the heir, the quorum guard, removal) are
+// plan.LeaveNext's; then a marker is left so that its data never starts
+// again with the old identity.
 //
 // When a step cannot finish in time the member is left in place: the
 // leader's controller removes it, or a rebuild recovers quorum.
@@ -63,96 +60,108 @@ func (r *Replica) leave(ctx context.Context, desired int) error {
 	return err
 }
 
+// leaveSteps carries out plan.LeaveNext's steps until the member is out or
+// ctx ends. Each pass observes the member list and who answers afresh.
 func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desired int) error {
 	dir, err := directory(ctx, r.topo)
 	if err != nil {
 		return err
 	}
-	selfID := uint64(s.MemberID())
-	clientURLs := map[uint64]string{}
-	var members []plan.Member
-	for _, m := range s.Cluster().Members() {
-		pm := fromMembership(m, dir)
-		members = append(members, pm)
-		if len(m.ClientURLs) > 0 {
-			clientURLs[pm.ID] = m.ClientURLs[0]
+	o := plan.LeaveObservation{SelfID: uint64(s.MemberID()), Desired: desired}
+	last := plan.LeaveStep(-1)
+	for {
+		if removed(s, o.SelfID) {
+			return nil
 		}
-	}
-	self, ok := plan.Find(members, selfID)
-	if !ok {
-		return nil // already removed
-	}
-
-	// Who answers decides the heir (plan.Heir).
-	for i := range members {
-		m := &members[i]
-		if m.IsLearner || m.Ordinal == plan.NoOrdinal || m.Ordinal >= desired || clientURLs[m.ID] == "" {
+		clientURLs := r.observeLeave(ctx, s, dir, &o)
+		if o.Target == 0 && (o.HandOverTried || o.Leader != o.SelfID) {
+			o.Target = s.CommittedIndex()
+		}
+		d := plan.LeaveNext(o)
+		if d.Step != last {
+			r.lg.Info("leave: next step", zap.Stringer("step", d.Step), zap.String("heir", d.Heir.Name), zap.String("reason", d.Reason))
+			last = d.Step
+		}
+		o.Heir = d.Heir.ID
+		switch d.Step {
+		case plan.LeaveDone:
+			return nil
+		case plan.LeaveStuck:
+			return errors.New(d.Reason)
+		case plan.LeaveHandOver:
+			o.HandOverTried = true
+			cli, err := r.pool.Get(r.cfg.ClientURL)
+			if err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = cli.MoveLeader(cctx, d.Heir.ID)
+			cancel()
+			if err != nil {
+				r.lg.Warn("leave: could not hand over leadership; removing anyway", zap.String("heir", d.Heir.Name), zap.Error(err))
+			} else {
+				r.lg.Info("leave: handed over leadership", zap.String("heir", d.Heir.Name))
+			}
 			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := r.pool.MemberStatus(cctx, clientURLs[m.ID], m.ID)
-		cancel()
-		if err != nil {
+		case plan.LeaveWaitHeir, plan.LeaveWaitGuard:
+			if err := sleep(ctx, leavePoll); err != nil {
+				return fmt.Errorf("not removing itself: %s", d.Reason)
+			}
 			continue
+		case plan.LeaveRemove:
 		}
-		m.Healthy = true
-		m.AppliedIndex = st.GetRaftAppliedIndex()
-	}
-	heir, found := plan.Heir(members, desired)
-	if !found {
-		return errors.New("no desired voter answers; not leaving")
-	}
-	lg := r.lg.With(zap.String("heir", heir.Name))
-
-	if !self.IsLearner && uint64(s.Leader()) == selfID {
-		cli, err := r.pool.Get(r.cfg.ClientURL)
+		cli, err := r.pool.Get(clientURLs[d.Heir.ID])
 		if err != nil {
 			return err
 		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = cli.MoveLeader(cctx, heir.ID)
-		cancel()
-		if err != nil {
-			lg.Warn("leave: could not hand over leadership; removing anyway", zap.Error(err))
-		} else {
-			lg.Info("leave: handed over leadership")
-		}
+		return retryTransient(ctx, r.lg, "remove self", func(ctx context.Context) error {
+			_, err := cli.MemberRemove(ctx, o.SelfID)
+			if errors.Is(err, rpctypes.ErrMemberNotFound) {
+				return nil
+			}
+			return err
+		})
 	}
+}
 
-	if !self.IsLearner {
-		target := s.CommittedIndex()
-		if err := r.waitApplied(ctx, s, selfID, clientURLs[heir.ID], target); err != nil {
-			return fmt.Errorf("heir %s did not catch up to index %d: %w", heir.Name, target, err)
-		}
-	}
+// leavePoll is the pace of a leaving replica's waits (for the heir to
+// catch up, for the quorum guard to pass).
+const leavePoll = 100 * time.Millisecond
 
-	// The quorum guard, re-checked until it passes or time runs out: when
-	// every surplus replica leaves at once, one removal makes the next one
-	// safe, and a peer busy leaving may miss one status call.
-	for {
-		if removed(s, selfID) {
-			return nil
+// observeLeave fills o with the member list in this member's own state and
+// asks every other member for its status, in parallel; it returns the
+// members' client URLs.
+func (r *Replica) observeLeave(ctx context.Context, s *etcdserver.EtcdServer, dir topology.Directory, o *plan.LeaveObservation) map[uint64]string {
+	o.Leader = uint64(s.Leader())
+	ms := s.Cluster().Members()
+	o.Members = make([]plan.Member, len(ms))
+	clientURLs := map[uint64]string{}
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		pm := fromMembership(m, dir)
+		if len(m.ClientURLs) > 0 {
+			clientURLs[pm.ID] = m.ClientURLs[0]
 		}
-		why := r.removalGuard(ctx, s, dir, selfID)
-		if why == "" {
-			break
+		if pm.ID == o.SelfID {
+			pm.Healthy, pm.AppliedIndex = true, s.AppliedIndex()
+			o.Members[i] = pm
+			continue
 		}
-		if err := sleep(ctx, 300*time.Millisecond); err != nil {
-			return fmt.Errorf("not removing itself: %s", why)
+		o.Members[i] = pm
+		if len(m.ClientURLs) == 0 {
+			continue
 		}
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			if st, err := r.pool.MemberStatus(cctx, m.ClientURLs[0], pm.ID); err == nil {
+				pm.Healthy, pm.AppliedIndex = true, st.GetRaftAppliedIndex()
+			}
+			o.Members[i] = pm
+		})
 	}
-	cli, err := r.pool.Get(clientURLs[heir.ID])
-	if err != nil {
-		return err
-	}
-	err = retryTransient(ctx, r.lg, "remove self", func(ctx context.Context) error {
-		_, err := cli.MemberRemove(ctx, selfID)
-		if errors.Is(err, rpctypes.ErrMemberNotFound) {
-			return nil
-		}
-		return err
-	})
-	return err
+	wg.Wait()
+	return clientURLs
 }
 
 // removed reports whether this member is out of the cluster: removed by
@@ -177,42 +186,6 @@ func (r *Replica) markLeft(s *etcdserver.EtcdServer, selfID uint64, desired int,
 	}
 	r.metrics.Actions.WithLabelValues("leave", "ok").Inc()
 	lg.Info("left the cluster: this replica is surplus", zap.Int("desired", desired))
-	return nil
-}
-
-// removalGuard checks plan.CheckRemoval against the current member list
-// and each voter's health.
-func (r *Replica) removalGuard(ctx context.Context, s *etcdserver.EtcdServer, dir topology.Directory, selfID uint64) string {
-	var members []plan.Member
-	for _, m := range s.Cluster().Members() {
-		pm := fromMembership(m, dir)
-		if pm.ID == selfID {
-			pm.Healthy = true
-		} else if len(m.ClientURLs) > 0 {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := r.pool.MemberStatus(cctx, m.ClientURLs[0], uint64(m.ID))
-			cancel()
-			pm.Healthy = err == nil
-		}
-		members = append(members, pm)
-	}
-	return plan.CheckRemoval(members, selfID)
-}
-
-// waitApplied polls endpoint until its applied index reaches target, or
-// this member is removed (nothing is left to hand over).
-func (r *Replica) waitApplied(ctx context.Context, s *etcdserver.EtcdServer, selfID uint64, endpoint string, target uint64) error {
-	for !removed(s, selfID) {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := r.pool.Status(cctx, endpoint)
-		cancel()
-		if err == nil && st.GetRaftAppliedIndex() >= target {
-			return nil
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
