@@ -172,7 +172,7 @@ func Next(o ClusterObservation) Action {
 		return a
 	}
 
-	// 2. Surplus learners.
+	// 3. Surplus learners.
 	var surplusLearners, surplusVoters []Member
 	for _, m := range o.Members {
 		switch {
@@ -189,7 +189,7 @@ func Next(o ClusterObservation) Action {
 		return act(Remove, m, fp, "learner %s (ordinal %d) is surplus: desired %d", m.Name, m.Ordinal, o.Desired)
 	}
 
-	// 3. Surplus voters.
+	// 4. Surplus voters.
 	if len(surplusVoters) > 0 {
 		heir, hasHeir := lowestSurvivor(o, 0)
 		leaderSurplus := surplus(leader, o.Desired)
@@ -217,6 +217,7 @@ func Next(o ClusterObservation) Action {
 		return act(Remove, m, fp, "voter %s (ordinal %d) is surplus: desired %d", m.Name, m.Ordinal, o.Desired)
 	}
 
+	// 5. Failing members.
 	if a, ok := failingAction(o, fp); ok {
 		return a
 	}
@@ -229,7 +230,7 @@ func Next(o ClusterObservation) Action {
 		}
 	}
 
-	// 4. Promote caught-up learners.
+	// 6. Promote caught-up learners.
 	var learners []Member
 	for _, m := range o.Members {
 		if m.IsLearner && m.Ordinal != NoOrdinal && m.Ordinal < o.Desired {
@@ -249,7 +250,7 @@ func Next(o ClusterObservation) Action {
 		return act(Promote, m, fp, "learner %s (ordinal %d) has caught up", m.Name, m.Ordinal)
 	}
 
-	// 5. Leadership preference.
+	// 7. Leadership preference.
 	if o.PreferLeaderAfter > 0 {
 		if heir, ok := lowestSurvivor(o, 0); ok && heir.ID != leader.ID &&
 			heir.HealthyFor >= o.PreferLeaderAfter && caughtUp(heir, leader, o.CatchUpSlack) {

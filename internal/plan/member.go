@@ -1,14 +1,24 @@
-// Package plan holds every membership and start-up decision vetcd makes, as
-// pure functions: the caller observes the world into a value, plan returns
-// one decision with its reason, and the caller acts. Nothing here reads a
-// clock, a file or the network, so each rule is a table test.
+// Package plan holds every membership, recovery and start-up decision
+// vetcd makes, as pure functions of an observation: the caller observes
+// the world into a value, plan returns one decision with its reason, and
+// the caller acts. Nothing here reads a clock (time is passed in), a file or
+// the network, and it imports only the standard library (make lint checks
+// it), so each rule is a table test.
 //
 // Where to look:
-//   - replica.go: what a replica does with its own data and etcd process
-//     (restart, join, rejoin, bootstrap, rebuild, wait).
+//   - recovery.go and health.go: what happens when a member dies, is
+//     corrupt or raises an alarm (the rules, and the clocks that turn the
+//     controller's passes into "silent for 2 minutes").
 //   - cluster.go: what the leader's controller does to the member list
-//     (promote, remove, move leadership).
+//     (promote, remove, move leadership), in the order Next lists.
+//   - replica.go: what a replica does with its own data and etcd process
+//     (restart, join, rejoin, bootstrap, rebuild, halt, wait).
+//   - record.go: the cluster record, its generations and claims.
+//   - leave.go: a surplus replica's own removal on a scale-down.
 //   - quorum.go: the guards every removal is checked against.
+//   - migrate.go, restore.go, upgrade.go, verify.go: the migration's
+//     cut-over, restores, storage upgrades and the start-up data check.
+//   - backoff.go: the pace of every retry loop.
 package plan
 
 import (

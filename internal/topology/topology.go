@@ -24,8 +24,8 @@ type Replica struct {
 }
 
 // Source is what a replica needs to know about the set of replicas. It is
-// implemented by the static file written by `vetcd up` and, later, by a
-// Kubernetes StatefulSet.
+// implemented by the file written by `vetcd up` (File) and by a Kubernetes
+// StatefulSet with its pods and the record's ConfigMap (Kubernetes).
 type Source interface {
 	// Self is this replica's identity; it never changes for a process.
 	Self() Replica
