@@ -68,8 +68,8 @@ func Explore(cfg Config, from uint64, count, workers int, stopEarly bool) Summar
 	for k := range workers {
 		wg.Go(func() {
 			p := &parts[k]
-			for i := k; i < count; i += workers {
-				if stopEarly && i%64 == 0 {
+			for i, n := k, 0; i < count; i, n = i+workers, n+1 {
+				if stopEarly && n%32 == 0 {
 					mu.Lock()
 					s := stop
 					mu.Unlock()
