@@ -9,7 +9,7 @@ STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 # Real servers the tests use (MinIO, a registry, helm, kube-apiserver): see hack/tools.
 export VETCD_TEST_BIN := $(abspath $(BIN)/test)
 
-.PHONY: all build test lint unit e2e chaos chaos-record tools test-tools bench clean
+.PHONY: all build test lint unit e2e chaos chaos-record tools test-tools bench clean simulate
 
 all: build
 
@@ -37,6 +37,14 @@ lint: $(STATICCHECK)
 ## unit: pure decisions, config, pki, storage backends against real servers, in-process etcd.
 unit: test-tools
 	VETCD_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
+
+## simulate: the deterministic simulator (internal/sim) over SIM_SCHEDULES seeds from SIM_SEED, on
+## both cores; prints `simulate: N schedules, M steps, V violations in T`. `make unit` runs its short
+## run (TestSimulate's default, 20000 schedules) with the other packages' tests.
+SIM_SCHEDULES ?= 1000000
+SIM_SEED      ?= 1
+simulate:
+	$(GO) test -count=1 -timeout 30m -run '^TestSimulate$$' -v ./internal/sim -args -sim.schedules=$(SIM_SCHEDULES) -sim.seed=$(SIM_SEED)
 
 ## e2e: the built vetcd binary as separate processes, with real faults.
 e2e: build test-tools
