@@ -37,6 +37,7 @@
 // observations (a replica acts on an observation some passes old) and so
 // replicas that act while another holds a claim.
 //
-// The invariants (invariants.go) are checked after every step; a violation
+// The invariants (sim.go: check, write, checkForcedLoss, checkRemoval) are
+// checked after every step; a violation
 // reports the seed and a shrunk schedule that replays it (Replay).
 package sim
