@@ -36,6 +36,7 @@ type Summary struct {
 	// ByRule counts the violating schedules by the invariant they broke.
 	ByRule   [6]int
 	Excused  int
+	Regrown  int
 	Rebuilds int
 	// First is the first failure found (lowest seed), shrunk.
 	First   *Failure
@@ -43,8 +44,8 @@ type Summary struct {
 }
 
 func (s Summary) String() string {
-	out := fmt.Sprintf("simulate: %d schedules, %d steps, %d violations in %s (%d rebuilds; %d acknowledged writes lost to rebuilds, excused: no desired survivor held them)",
-		s.Schedules, s.Steps, s.Violations, s.Elapsed.Round(time.Millisecond), s.Rebuilds, s.Excused)
+	out := fmt.Sprintf("simulate: %d schedules, %d steps, %d violations in %s (%d rebuilds; %d acknowledged writes lost to rebuilds, excused: no desired survivor held them; %d of them held by a replica desired again at the forced start)",
+		s.Schedules, s.Steps, s.Violations, s.Elapsed.Round(time.Millisecond), s.Rebuilds, s.Excused, s.Regrown)
 	for rule, n := range s.ByRule {
 		if n > 0 {
 			out += fmt.Sprintf("; invariant %d: %d", rule, n)
@@ -86,6 +87,7 @@ func Explore(cfg Config, from uint64, count, workers int, stopEarly bool) Summar
 				p.Schedules++
 				p.Steps += res.Steps
 				p.Excused += res.Excused
+				p.Regrown += res.Regrown
 				p.Rebuilds += res.Rebuilds
 				if res.Violation != nil {
 					p.Violations++
@@ -112,6 +114,7 @@ func Explore(cfg Config, from uint64, count, workers int, stopEarly bool) Summar
 			sum.ByRule[i] += n
 		}
 		sum.Excused += p.Excused
+		sum.Regrown += p.Regrown
 		sum.Rebuilds += p.Rebuilds
 		if p.First != nil && (sum.First == nil || firstSeed[k] < sum.First.Seed) {
 			sum.First = p.First

@@ -63,10 +63,14 @@ var ruleNames = [...]string{1: "one serving group, no acknowledged write lost", 
 
 // Result is one schedule's outcome.
 type Result struct {
-	Steps      int
-	Violation  *Violation
-	Acked      int
-	Excused    int
+	Steps     int
+	Violation *Violation
+	Acked     int
+	Excused   int
+	// Regrown counts excused losses held by a replica that was desired
+	// again by the time of the forced start (the desired count grew
+	// between the rebuild's decision and its forced start).
+	Regrown    int
 	Rebuilds   int
 	Generation uint64
 	Trace      []string
@@ -212,6 +216,7 @@ type world struct {
 	seq        uint64
 	acked      []uint32
 	excused    int
+	regrown    int
 	rebuilds   int
 	removed    []uint64
 	forcedFrom []string
@@ -295,6 +300,7 @@ func Run(cfg Config, s Schedule) Result {
 		}
 	}
 	res.Violation, res.Acked, res.Excused, res.Rebuilds, res.Generation, res.Trace = w.violation, len(w.acked), w.excused, w.rebuilds, w.rec.Generation, w.trace
+	res.Regrown = w.regrown
 	return res
 }
 
@@ -423,10 +429,17 @@ func (w *world) checkForcedLoss(r *replica, desired int) {
 			kept = append(kept, x)
 			continue
 		}
+		regrown := false
 		for _, o := range w.reps {
-			if o.ord < desired && o.d != nil && o.d.clusterID == r.d.clusterID && containsAll(o.d.log, []uint32{x}) {
-				w.violate(1, "rebuild from replica %d drops acknowledged write %d held by desired replica %d", r.ord, x, o.ord)
+			if o.d != nil && o.d.clusterID == r.d.clusterID && containsAll(o.d.log, []uint32{x}) {
+				if o.ord < desired {
+					w.violate(1, "rebuild from replica %d drops acknowledged write %d held by desired replica %d", r.ord, x, o.ord)
+				}
+				regrown = regrown || o.ord < w.desired
 			}
+		}
+		if regrown {
+			w.regrown++
 		}
 		w.excused++
 		w.tracef("  write %d lost to the rebuild (no desired survivor held it): excused", x)
