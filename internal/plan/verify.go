@@ -67,6 +67,14 @@ type PeerHash struct {
 	CompactRevision int64 // HashGiven only
 }
 
+// Comparable reports whether etcd's start-up check can compare data at
+// local with peer p's answer: p hashed the same revision over the same
+// compaction. One such peer is enough, so the caller may stop asking the
+// others.
+func Comparable(local HashPoint, p PeerHash) bool {
+	return p.Answer == HashGiven && p.CompactRevision == local.CompactRevision
+}
+
 // Unverifiable says why etcd's start-up corruption check cannot compare
 // data at local with any of the peers' answers, or "" when it can. etcd
 // compares hashes only with a peer that hashed the same revision over the
@@ -79,7 +87,7 @@ func Unverifiable(local HashPoint, peers []PeerHash) string {
 	for _, p := range peers {
 		switch p.Answer {
 		case HashGiven:
-			if p.CompactRevision == local.CompactRevision {
+			if Comparable(local, p) {
 				return ""
 			}
 			why = append(why, fmt.Sprintf("%s compacted to revision %d, this data to %d", p.Name, p.CompactRevision, local.CompactRevision))

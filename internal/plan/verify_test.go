@@ -104,3 +104,22 @@ func TestUnverifiable(t *testing.T) {
 		})
 	}
 }
+
+func TestComparable(t *testing.T) {
+	local := HashPoint{Revision: 500, CompactRevision: 300}
+	tests := []struct {
+		p    PeerHash
+		want bool
+	}{
+		{PeerHash{Answer: HashGiven, CompactRevision: 300}, true},
+		{PeerHash{Answer: HashGiven, CompactRevision: 200}, false},
+		{PeerHash{Answer: HashCompacted}, false},
+		{PeerHash{Answer: HashFutureRev}, false},
+		{PeerHash{Answer: HashUnknown, CompactRevision: 300}, false},
+	}
+	for _, tt := range tests {
+		if got := Comparable(local, tt.p); got != tt.want {
+			t.Errorf("Comparable(%+v, %+v) = %t, want %t", local, tt.p, got, tt.want)
+		}
+	}
+}

@@ -269,25 +269,43 @@ func firstOf(ss []string) string {
 // this data (plan.StartHashPoint), and plan.Unverifiable judges the
 // answers against the data's own compaction.
 func (r *Replica) unverifiable(ctx context.Context, peers []topology.Replica, rev, compacted int64) string {
-	answers := make([]plan.PeerHash, 0, len(peers))
+	point := plan.HashPoint{Revision: rev, CompactRevision: compacted}
+	// HashKV reads a peer's whole keyspace (seconds at 1 GiB): ask every
+	// peer at once, and stop at the first that etcd's check can compare
+	// with, since one is enough.
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel (deferred below) has ended the others
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan plan.PeerHash, len(peers))
 	for _, p := range peers {
-		c, err := r.pool.Get(p.ClientURL)
-		if err != nil {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		h, err := c.HashKV(cctx, p.ClientURL, rev)
-		cancel()
-		a := plan.PeerHash{Name: p.Name}
-		switch {
-		case err == nil:
-			a.Answer, a.CompactRevision = plan.HashGiven, h.CompactRevision
-		case errors.Is(err, rpctypes.ErrCompacted):
-			a.Answer = plan.HashCompacted
-		case errors.Is(err, rpctypes.ErrFutureRev):
-			a.Answer = plan.HashFutureRev
+		wg.Go(func() {
+			a := plan.PeerHash{Name: p.Name}
+			defer func() { results <- a }()
+			c, err := r.pool.Get(p.ClientURL)
+			if err != nil {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			h, err := c.HashKV(cctx, p.ClientURL, rev)
+			cancel()
+			switch {
+			case err == nil:
+				a.Answer, a.CompactRevision = plan.HashGiven, h.CompactRevision
+			case errors.Is(err, rpctypes.ErrCompacted):
+				a.Answer = plan.HashCompacted
+			case errors.Is(err, rpctypes.ErrFutureRev):
+				a.Answer = plan.HashFutureRev
+			}
+		})
+	}
+	answers := make([]plan.PeerHash, 0, len(peers))
+	for range peers {
+		a := <-results
+		if plan.Comparable(point, a) {
+			return ""
 		}
 		answers = append(answers, a)
 	}
-	return plan.Unverifiable(plan.HashPoint{Revision: rev, CompactRevision: compacted}, answers)
+	return plan.Unverifiable(point, answers)
 }
