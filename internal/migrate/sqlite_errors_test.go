@@ -30,6 +30,7 @@ func TestIsNoSuchTable(t *testing.T) {
 		return err
 	}
 	noTable := queryErr("SELECT seq FROM sqlite_sequence WHERE name = 'kine'")
+	t.Logf("no such table: %v", noTable)
 	tests := []struct {
 		name string
 		err  error
