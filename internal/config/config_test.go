@@ -242,6 +242,61 @@ controller:
 			wantParseErr: []string{`unknown key "controller.intervall"`},
 		},
 		{
+			name:         "a merge key that refers to its own mapping",
+			yaml:         "controller: &c\n  <<: *c\n",
+			wantParseErr: []string{"parse: yaml: anchor 'c' value contains itself"},
+		},
+		{
+			name:         "a merge key on a non-mapping names the key and its line",
+			yaml:         "controller:\n  interval: 1s\n  <<: [5]\n",
+			wantParseErr: []string{`line 3: controller: a merge key (<<) needs a mapping, not "5"`},
+		},
+		{
+			name: "every problem on one flow-style line is named by its key",
+			yaml: "recovery: {unresponsiveAfter: 5, learnerStuckAfter: 5}\ntls: {caFile: a, caFil: b}\n",
+			wantParseErr: []string{
+				`line 1: recovery.unresponsiveAfter: cannot use "5" as a duration`,
+				`line 1: recovery.learnerStuckAfter: cannot use "5" as a duration`,
+				`line 2: unknown key "tls.caFil"`,
+			},
+		},
+		{
+			name: "a problem reached through an alias is named where it is used",
+			yaml: "recovery: &r\n  unresponsiveAfter: 1m\n  bogus: 1\nshutdown: *r\ncontroller: {interval: &d 5}\nlog: {level: *d}\nsnapshots: {retention: *d}\n",
+			wantParseErr: []string{
+				`line 3: unknown key "recovery.bogus"`,
+				`line 2: unknown key "shutdown.unresponsiveAfter"`,
+				`line 3: unknown key "shutdown.bogus"`,
+				`line 5: controller.interval: cannot use "5" as a duration`,
+			},
+		},
+		{
+			name:         "a long wrong value is quoted whole",
+			yaml:         "recovery:\n  unresponsiveAfter: two hours and a bit\n",
+			wantParseErr: []string{`line 2: recovery.unresponsiveAfter: cannot use "two hours and a bit" as a duration such as "10s" or "2m"`},
+		},
+		{
+			name:         "a key that is not a string",
+			yaml:         "tls:\n  ? [a]\n  : 1\n",
+			wantParseErr: []string{`line 2: tls: a key must be a string, not a list`},
+		},
+		{
+			name:         "a key written three times",
+			yaml:         "dataDir: /a\ndataDir: /b\ndataDir: /c\n",
+			wantParseErr: []string{`line 2: duplicate key "dataDir" (first at line 1)`, `line 3: duplicate key "dataDir" (first at line 1)`},
+		},
+		{
+			name: "wrong types deep in sections",
+			yaml: withMinimal("controlPlane:\n  backingStore:\n    etcd:\n      embedded:\n        enabled: 3\n        extraArgs: {a: 1}\n" +
+				"migrateFrom: {tls: {caFile: {}}, endpoints: a}\n"),
+			wantParseErr: []string{
+				`line 17: controlPlane.backingStore.etcd.embedded.enabled: cannot use "3" as true or false`,
+				`line 18: controlPlane.backingStore.etcd.embedded.extraArgs: cannot use a mapping as a list of strings`,
+				`line 19: migrateFrom.tls.caFile: cannot use a mapping as a string`,
+				`line 19: migrateFrom.endpoints: cannot use "a" as a list of strings`,
+			},
+		},
+		{
 			name: "null section keeps the defaults",
 			yaml: withMinimal("recovery:\nlog: ~\n"),
 			check: func(t *testing.T, c Config) {

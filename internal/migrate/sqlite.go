@@ -15,7 +15,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // the pure-Go SQLite driver ("sqlite"); no cgo
+	"modernc.org/sqlite" // the pure-Go SQLite driver ("sqlite"); no cgo
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Errors a caller can tell apart (errors.Is). Each is wrapped with the path
@@ -160,20 +161,38 @@ func checkHeader(path string) error {
 	return nil
 }
 
-// classify turns SQLite's messages about a damaged or foreign file into
-// this package's errors; the driver has no typed errors for them.
+// classify turns SQLite's result codes for a damaged or foreign file into
+// this package's errors. The driver returns every SQLite failure as an
+// *sqlite.Error carrying the (possibly extended) result code; the low byte
+// is the primary code.
 func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "malformed"), strings.Contains(msg, "SQLITE_CORRUPT"), strings.Contains(msg, "corrupt"):
+	switch sqliteCode(err) {
+	case sqlite3.SQLITE_CORRUPT:
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
-	case strings.Contains(msg, "file is not a database"), strings.Contains(msg, "SQLITE_NOTADB"):
+	case sqlite3.SQLITE_NOTADB:
 		return fmt.Errorf("%w: %w", ErrNotSQLite, err)
 	}
 	return err
+}
+
+// sqliteCode is the primary SQLite result code of err, or -1 if err is not
+// an error of the SQLite library.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return -1
+	}
+	return se.Code() & 0xff
+}
+
+// isNoSuchTable reports SQLite's "no such table" error. SQLite has no
+// result code for it: it is SQLITE_ERROR, the code of every SQL error, so
+// after the code its text is matched. modernc.org/sqlite v1.62.0 returns it
+// from a query's prepare (e.g. QueryRowContext) as an *sqlite.Error whose
+// message is "SQL logic error: no such table: NAME (1)".
+// TestIsNoSuchTable produces the real error.
+func isNoSuchTable(err error) bool {
+	return sqliteCode(err) == sqlite3.SQLITE_ERROR && strings.Contains(err.Error(), "no such table")
 }
 
 func (s *Source) check(ctx context.Context, opts SourceOptions) error {
@@ -272,7 +291,9 @@ func (s *Source) revision(ctx context.Context) (int64, error) {
 	rev := maxID.Int64
 	var seq sql.NullInt64
 	err := s.db.QueryRowContext(ctx, "SELECT seq FROM sqlite_sequence WHERE name = 'kine'").Scan(&seq)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) && !strings.Contains(err.Error(), "no such table") {
+	// sqlite_sequence exists only once a table with AUTOINCREMENT has been
+	// created.
+	if err != nil && !errors.Is(err, sql.ErrNoRows) && !isNoSuchTable(err) {
 		return 0, classify(err)
 	}
 	return max(rev, seq.Int64), nil

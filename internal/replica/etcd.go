@@ -114,9 +114,15 @@ func etcdConfig(cfg config.Config, spec startSpec) (*embed.Config, error) {
 	return ec, nil
 }
 
-// errMemberCountUnequal is etcd's join-time race: the joiner asked a peer
-// that had not applied the member add yet (TESTING.md: ~1 in 6 joins). The
-// fix is to start again with a clean data dir.
+// isMemberCountUnequal reports etcd's join-time race: the joiner asked a
+// peer that had not applied the member add yet (TESTING.md: ~1 in 6 joins).
+// The fix is to start again with a clean data dir.
+//
+// etcd has no sentinel or type for it: membership.ValidateClusterAndAssignIDs
+// (go.etcd.io/etcd/server/v3 v3.7.3, etcdserver/api/membership/cluster.go)
+// returns fmt.Errorf("member count is unequal"), which embed.StartEtcd
+// wraps, so its text is matched. TestIsMemberCountUnequal produces the real
+// error and fails if etcd rewords it.
 func isMemberCountUnequal(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "member count is unequal")
 }
