@@ -108,7 +108,7 @@ func (l *Loader) Batch(fn func(*Batch) error) error {
 	// Committed or rolled back, bbolt no longer holds the slices.
 	defer l.slabs.reset()
 	return l.update(func(t *boltTx) error {
-		b := &Batch{t: t, slabs: &l.slabs, slab: l.slabs.take()}
+		b := &Batch{t: t, slabs: &l.slabs, slab: l.slabs.take(), revLen: len(mvcc.NewRevBytes())}
 		err := fn(b)
 		l.slabs.keep(b.slab)
 		return err
@@ -117,16 +117,17 @@ func (l *Loader) Batch(fn func(*Batch) error) error {
 
 // Batch is one transaction of a Loader.
 type Batch struct {
-	t     *boltTx
-	slabs *slabs
-	slab  []byte
+	t      *boltTx
+	slabs  *slabs
+	slab   []byte
+	revLen int // of a revision key, as mvcc.NewRevBytes makes it
 }
 
 // Put writes kv at revision rev. Revisions must grow from put to put, as
 // etcd's do. The records of a batch share large buffers (bbolt keeps the
 // slices until the commit): a few allocations per batch, not two per key.
 func (b *Batch) Put(rev mvcc.Revision, kv *mvccpb.KeyValue) error {
-	revLen := len(mvcc.NewRevBytes())
+	revLen := b.revLen
 	n := proto.Size(kv)
 	if cap(b.slab)-len(b.slab) < revLen+n {
 		b.slabs.keep(b.slab)
