@@ -189,7 +189,10 @@ func benchRecords() []*mvccpb.KeyValue {
 // with etcd's own backend batch transaction for the migration's bulk
 // write: 200k keys of 1 KiB, 64k keys per revision and commit, no fsync.
 // The Loader stays on bbolt for the reasons in the package doc; this
-// measures what etcd's backend would cost or save.
+// measures what etcd's backend would cost or save. Measured on the
+// 2-core dev machine (4 runs): loader 611-683 ms, 299 MB, 849k allocs;
+// etcd's backend 688-742 ms, 489 MB, 1.65M allocs (its write buffer
+// copies every batch into its read buffer at commit).
 func BenchmarkLoad(b *testing.B) {
 	kvs := benchRecords()
 	b.Run("loader", func(b *testing.B) {
