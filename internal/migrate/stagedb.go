@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,27 +11,26 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"time"
 
+	"github.com/coreos/go-semver/semver"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/version"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
-	"go.etcd.io/etcd/server/v3/storage/backend"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.etcd.io/etcd/server/v3/storage/schema"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/vetcd/vetcd/internal/etcddata"
 )
 
 // Seed writes the keys straight into the new member's etcd backend file
-// (bbolt), in etcd's mvcc layout, the layout etcd rebuilds its index from:
-// bucket "key" maps a revision (8-byte main, '_', 8-byte sub) to a
-// marshalled mvccpb.KeyValue, bucket "lease" maps a lease ID to a
-// leasepb.Lease, bucket "meta" holds the storage version. This is what
-// etcd's own mvcc store writes when it applies a Put (mvcc
-// storeTxnWrite.put: UnsafeSeqPut of the revision and the KeyValue) and
-// what a lease grant persists (lease.persistTo); the raft log, gRPC and
+// (bbolt), in etcd's mvcc layout, the layout etcd rebuilds its index from,
+// with etcddata.Loader: the key bucket maps a revision to a marshalled
+// mvccpb.KeyValue, the lease bucket a lease ID to a leasepb.Lease, the
+// meta bucket holds the storage version. This is what etcd's own mvcc
+// store writes when it applies a Put (mvcc storeTxnWrite.put:
+// UnsafeSeqPut of the revision and the KeyValue) and what a lease grant
+// persists (lease.persistTo); the raft log, gRPC and
 // the per-request apply that a staging etcd added (three quarters of the
 // old migration's time) are not needed for a member that has never run.
 // The file comes from etcdutl's restore of an empty backend file, which
@@ -65,7 +63,8 @@ func (e errBadKey) Unwrap() error { return e.error }
 // stageDB is a backend file open for Seed's keys. Not safe for
 // concurrent use.
 type stageDB struct {
-	db *bolt.DB
+	ld *etcddata.Loader
+	db *bolt.DB // ld's file
 	// rev is the last main revision written (1: empty, as in etcd).
 	rev int64
 	// top is the revision of the newest record when it is etcdutl's
@@ -75,123 +74,49 @@ type stageDB struct {
 	marker *mvccpb.KeyValue
 	// leases are the lease IDs persisted so far.
 	leases map[int64]bool
-	// slabs hold a commit's marshalled records, reused by the next.
-	slabs slabs
 	// flush syncs the file behind the commits (nil: not syncing).
 	flush *flusher
-}
-
-// slabs are buffers handed out for one bbolt transaction and reused after
-// it ended (bbolt keeps the slices of a Put until then).
-type slabs struct {
-	free, used [][]byte
-}
-
-const slabBytes = 4 << 20
-
-// take returns an empty buffer.
-func (p *slabs) take() []byte { return p.grow(0) }
-
-// grow returns an empty buffer of at least n bytes.
-func (p *slabs) grow(n int) []byte {
-	for i, b := range p.free {
-		if cap(b) >= n {
-			p.free = append(p.free[:i], p.free[i+1:]...)
-			return b[:0]
-		}
-	}
-	return make([]byte, 0, max(slabBytes, n))
-}
-
-// keep records a buffer as used by the open transaction.
-func (p *slabs) keep(b []byte) {
-	if cap(b) > 0 {
-		p.used = append(p.used, b)
-	}
-}
-
-// reset makes every used buffer free again: call after the transaction.
-func (p *slabs) reset() {
-	p.free = append(p.free, p.used...)
-	p.used = p.used[:0]
 }
 
 // openStageDB opens (or creates) a backend file for Seed's keys and finds
 // where an earlier run stopped: after its last marker, below etcdutl's
 // revision bump. A file that is not one vetcd wrote (or that bbolt
 // cannot read) is an error: the caller starts over.
-func openStageDB(path string) (s *stageDB, err error) {
-	// A damaged file can point bbolt outside the mapped file: a fault,
-	// made this goroutine's panic, then an error.
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil { // bbolt panics on some damaged pages
-			err = fmt.Errorf("backend file %s: bbolt: %v", path, r)
-			if s != nil {
-				s.db.Close()
-				s = nil
-			}
-		}
-	}()
-	// Map as much as etcd's backend does (10 GiB of address space, not
-	// memory): growing the mapping as the file grows remaps it at every
-	// doubling, a fifth of the write time.
-	// The free list is written with every commit (etcd's backend does
-	// not write it, and reads it when it is there): reopening a file
-	// without one makes bbolt walk every page in a goroutine of its own,
-	// where a page a power loss tore panics beyond any recover.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType,
-		InitialMmapSize: int(backend.InitialMmapSize)})
+func openStageDB(path string) (*stageDB, error) {
+	ld, err := etcddata.OpenLoader(path)
 	if err != nil {
-		return nil, fmt.Errorf("backend file %s: %w", path, err)
+		return nil, err
 	}
-	// No fsync per commit, nor when the file grows (bbolt truncates and
-	// fsyncs at each growth otherwise): Seed syncs the file once.
-	db.NoSync, db.NoGrowSync = true, true
-	s = &stageDB{db: db, rev: 1, leases: map[int64]bool{}}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []backend.Bucket{schema.Key, schema.Lease, schema.Meta} {
-			if _, err := tx.CreateBucketIfNotExists(b.Name()); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket(schema.Lease.Name()).ForEach(func(k, _ []byte) error {
-			if len(k) != 8 {
-				return fmt.Errorf("lease key %x is not 8 bytes", k)
-			}
-			s.leases[int64(binary.BigEndian.Uint64(k))] = true
-			return nil
-		}); err != nil {
+	s := &stageDB{ld: ld, db: ld.Bolt(), rev: 1, leases: map[int64]bool{}}
+	err = ld.View(func(r *etcddata.Reader) error {
+		ls, err := r.Leases()
+		if err != nil {
 			return err
 		}
-		c := tx.Bucket(schema.Key.Name()).Cursor()
-		k, v := c.Last()
-		if k != nil && len(v) == 0 {
-			// etcdutl's revision bump: the keys go below it.
-			if len(k) != 17 || k[8] != '_' {
-				return fmt.Errorf("revision key %x is not etcd's", k)
+		for _, l := range ls {
+			s.leases[l.ID] = true
+		}
+		var bad error
+		err = r.Newest(func(rev etcddata.Rev, kv *mvccpb.KeyValue) bool {
+			if s.top == 0 && len(kv.Key) == 0 && !rev.Tombstone {
+				// etcdutl's revision bump: the keys go below it.
+				s.top = rev.Main
+				return true
 			}
-			s.top = mvcc.BytesToRev(k).Main
-			k, v = c.Prev()
+			if string(kv.Key) != MarkerKey || rev.Tombstone {
+				bad = fmt.Errorf("the newest entry is %q, not the migration marker", kv.Key)
+				return false
+			}
+			s.rev, s.marker = rev.Main, kv
+			return false
+		})
+		if err == nil {
+			err = bad
 		}
-		if k == nil {
-			return nil
-		}
-		if len(k) != 17 || k[8] != '_' {
-			return fmt.Errorf("revision key %x is not etcd's", k)
-		}
-		kv := &mvccpb.KeyValue{}
-		if err := proto.Unmarshal(v, kv); err != nil {
-			return fmt.Errorf("revision %x: %w", k, err)
-		}
-		if string(kv.Key) != MarkerKey {
-			return fmt.Errorf("the newest entry is %q, not the migration marker", kv.Key)
-		}
-		s.rev, s.marker = mvcc.BytesToRev(k).Main, kv
-		return nil
+		return err
 	})
 	if err != nil {
-		db.Close()
+		ld.Close()
 		return nil, fmt.Errorf("backend file %s: %w", path, err)
 	}
 	return s, nil
@@ -210,11 +135,11 @@ func (s *stageDB) Marker() (m Marker, ok bool, err error) {
 
 // close closes the bbolt file (it does not sync it: flush does).
 func (s *stageDB) close() error {
-	if s.db == nil {
+	if s.ld == nil {
 		return nil
 	}
-	err := s.db.Close()
-	s.db = nil
+	err := s.ld.Close()
+	s.ld, s.db = nil, nil
 	return err
 }
 
@@ -292,66 +217,37 @@ func (s *stageDB) commit(entries []Entry, m Marker, done bool) error {
 		marker.CreateRevision, marker.Version = s.marker.CreateRevision, s.marker.Version+1
 	}
 	granted := map[int64]bool{}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		kb, lb := tx.Bucket(schema.Key.Name()), tx.Bucket(schema.Lease.Name())
-		// Revisions only grow: fill pages as etcd's sequential puts do.
-		kb.FillPercent = 0.9
-		// The records of a batch share large buffers (bbolt keeps the
-		// slices until the commit): a few allocations per batch, not two
-		// per key.
-		slab := s.slabs.take()
-		put := func(sub int, kv *mvccpb.KeyValue) error {
-			n := proto.Size(kv)
-			if cap(slab)-len(slab) < 17+n {
-				s.slabs.keep(slab)
-				slab = s.slabs.grow(17 + n)
-			}
-			start := len(slab)
-			k := mvcc.RevToBytes(mvcc.Revision{Main: rev, Sub: int64(sub)}, slab[start:start+17])
-			d, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(slab[start+17:start+17], kv)
-			if err != nil {
-				return err
-			}
-			if len(d) != n {
-				return fmt.Errorf("key %q: marshalled %d bytes, sized %d", kv.Key, len(d), n)
-			}
-			slab = slab[:start+17+n]
-			return kb.Put(k[:17:17], d[:n:n])
-		}
+	err = s.ld.Batch(func(b *etcddata.Batch) error {
 		for i, e := range entries {
 			var id int64
 			if e.TTL > 0 {
 				id = leaseID(e.TTL)
 				if !s.leases[id] && !granted[id] {
-					l, err := proto.Marshal(&leasepb.Lease{ID: id, TTL: e.TTL})
-					if err != nil {
-						return err
-					}
-					if err := lb.Put(binary.BigEndian.AppendUint64(nil, uint64(id)), l); err != nil {
+					if err := b.PutLease(&leasepb.Lease{ID: id, TTL: e.TTL}); err != nil {
 						return err
 					}
 					granted[id] = true
 				}
 			}
-			if err := put(i, &mvccpb.KeyValue{Key: e.Key, Value: e.Value, CreateRevision: rev, ModRevision: rev, Version: 1, Lease: id}); err != nil {
+			kv := &mvccpb.KeyValue{Key: e.Key, Value: e.Value, CreateRevision: rev, ModRevision: rev, Version: 1, Lease: id}
+			if err := b.Put(mvcc.Revision{Main: rev, Sub: int64(i)}, kv); err != nil {
 				return err
 			}
 		}
 		if done {
-			// What schema.UnsafeSetStorageVersion writes: this data is
-			// etcd 3.7's, so vetcd's upgrade gate never takes it for 3.5
-			// data before etcd first records it.
-			v := version.V3_7
-			if err := tx.Bucket(schema.Meta.Name()).Put(schema.MetaStorageVersionName, []byte(v.String())); err != nil {
+			// This data is for the etcd linked into vetcd (3.7), so that
+			// vetcd's upgrade gate never takes it for 3.5 data before
+			// etcd first records its version.
+			v, err := semver.NewVersion(version.Version)
+			if err != nil {
+				return fmt.Errorf("etcd's version %q: %w", version.Version, err)
+			}
+			if err := b.SetStorageVersion(v); err != nil {
 				return err
 			}
 		}
-		err := put(len(entries), marker)
-		s.slabs.keep(slab)
-		return err
+		return b.Put(mvcc.Revision{Main: rev, Sub: int64(len(entries))}, marker)
 	})
-	// Committed or rolled back, bbolt no longer holds the slices.
-	s.slabs.reset()
 	if err == nil && s.flush != nil {
 		s.flush.kick()
 	}
@@ -496,21 +392,10 @@ type dbContent struct {
 
 // readDB reads an etcd backend file that no etcd has open, the way etcd
 // rebuilds its index from it: every revision in order, the newest one per
-// key winning, tombstones deleting. It decodes the records with protowire,
-// not with the code that wrote them. Each key's entry is hashed as it is
+// key winning, tombstones deleting (etcddata.Reader.ForEach, which decodes
+// the records without copying them). Each key's entry is hashed as it is
 // met; the digests are then combined in key order (Stats.SHA256).
 func readDB(path string) (c dbContent, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("read %s: bbolt: %v", path, r)
-		}
-	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return c, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer db.Close()
 	type entry struct {
 		d [sha256.Size]byte
 		n int64
@@ -527,27 +412,23 @@ func readDB(path string) (c dbContent, err error) {
 		live    = map[string]entry{}
 	)
 	var markerVal []byte
-	err = db.View(func(tx *bolt.Tx) error {
+	err = etcddata.View(path, func(r *etcddata.Reader) error {
 		ttls := map[int64]int64{}
-		if lb := tx.Bucket(schema.Lease.Name()); lb != nil {
-			if err := lb.ForEach(func(_, v []byte) error {
-				l := &leasepb.Lease{}
-				if err := proto.Unmarshal(v, l); err != nil {
-					return fmt.Errorf("lease record: %w", err)
-				}
-				ttls[l.ID] = l.TTL
-				return nil
-			}); err != nil {
-				return err
-			}
+		ls, err := r.Leases()
+		if err != nil {
+			return err
 		}
-		if mb := tx.Bucket(schema.Meta.Name()); mb != nil {
-			if v := mb.Get(schema.ScheduledCompactKeyName); len(v) == 17 {
-				c.Compacted = mvcc.BytesToRev(v).Main
-			}
+		for _, l := range ls {
+			ttls[l.ID] = l.TTL
 		}
-		kb := tx.Bucket(schema.Key.Name())
-		if kb == nil {
+		cp, err := r.Compaction()
+		if err != nil {
+			return err
+		}
+		if cp.ScheduledOK {
+			c.Compacted = cp.Scheduled
+		}
+		if !r.HasBucket(schema.Key) {
 			return errors.New("no key bucket")
 		}
 		// Two stages, so that hashing runs beside bbolt's walk: this
@@ -597,17 +478,11 @@ func readDB(path string) (c dbContent, err error) {
 			}
 		}()
 		batch := make([]rec, 0, 4096)
-		err := kb.ForEach(func(k, v []byte) error {
-			if (len(k) != 17 && len(k) != 18) || k[8] != '_' {
-				return fmt.Errorf("revision key %x is not etcd's", k)
-			}
-			c.Revision = max(c.Revision, int64(binary.BigEndian.Uint64(k)))
-			key, value, lease, err := decodeKV(v)
-			if err != nil {
-				return fmt.Errorf("revision %x: %w", k, err)
-			}
+		err = r.ForEach(func(rev etcddata.Rev, kv etcddata.KV) error {
+			c.Revision = max(c.Revision, rev.Main)
+			key, value, lease := kv.Key, kv.Value, kv.Lease
 			switch {
-			case mvcc.IsTombstone(k):
+			case rev.Tombstone:
 				if string(key) == MarkerKey {
 					markerVal = nil
 				}
@@ -650,7 +525,7 @@ func readDB(path string) (c dbContent, err error) {
 		return err
 	})
 	if err != nil {
-		return c, fmt.Errorf("read %s: %w", path, err)
+		return c, err
 	}
 	if markerVal != nil {
 		if err := json.Unmarshal(markerVal, &c.Marker); err != nil {
@@ -678,30 +553,8 @@ func readDB(path string) (c dbContent, err error) {
 }
 
 // decodeKV reads the key, value and lease of a marshalled
-// mvccpb.KeyValue without copying.
+// mvccpb.KeyValue without copying, as readDB does.
 func decodeKV(b []byte) (key, value []byte, lease int64, err error) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, nil, 0, protowire.ParseError(n)
-		}
-		b = b[n:]
-		switch {
-		case num == 1 && typ == protowire.BytesType:
-			key, n = protowire.ConsumeBytes(b)
-		case num == 5 && typ == protowire.BytesType:
-			value, n = protowire.ConsumeBytes(b)
-		case num == 6 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			lease = int64(v)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return nil, nil, 0, protowire.ParseError(n)
-		}
-		b = b[n:]
-	}
-	return key, value, lease, nil
+	kv, err := etcddata.DecodeKV(b)
+	return kv.Key, kv.Value, kv.Lease, err
 }

@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,14 +11,15 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vetcd/vetcd/internal/etcddata"
 	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/topology"
 )
@@ -145,51 +145,40 @@ type backendInfo struct {
 	scheduled     int64 // scheduled compaction revision (0: none)
 }
 
-// readBackend opens the bbolt file read-only and reads etcd's consistent
-// index (the last applied raft index persisted in the backend), the
-// newest revision in the key bucket, and the compactions recorded in the
-// meta bucket.
-
+// readBackend reads, read-only, etcd's consistent index (the last
+// applied raft index persisted in the backend), the newest revision in
+// the key bucket, and the compactions recorded in the meta bucket, with
+// etcd's own decoders (etcddata). It walks every page of the key bucket:
+// a corrupt page shows here rather than after etcd has started on it.
 func readBackend(path string) (info backendInfo, err error) {
-	defer func() {
-		if r := recover(); r != nil { // bbolt panics on some corrupt pages
-			err = fmt.Errorf("bbolt panicked: %v", r)
-		}
-	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
-	if err != nil {
-		return info, err
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("meta"))
-		if b == nil {
+	err = etcddata.View(path, func(r *etcddata.Reader) error {
+		if !r.HasBucket(schema.Meta) {
 			return errors.New("no meta bucket")
 		}
-		v := b.Get([]byte("consistent_index"))
-		if len(v) != 8 {
+		index, _, err := r.ConsistentIndex()
+		if err != nil {
+			return err
+		}
+		if index == 0 { // etcd never records 0
 			return errors.New("no consistent index")
 		}
-		info.index = binary.BigEndian.Uint64(v)
-		// etcd stores a compaction as a revision key: 8 bytes of main
-		// revision, '_', 8 bytes of sub revision. A missing one is not
-		// compaction 0: etcd reports never compacted as -1.
-		if v := b.Get([]byte("finishedCompactRev")); len(v) >= 8 {
-			info.finished, info.finishedFound = int64(binary.BigEndian.Uint64(v[:8])), true
+		info.index = index
+		// A missing finished compaction is not compaction 0: etcd
+		// reports never compacted as -1.
+		c, err := r.Compaction()
+		if err != nil {
+			return err
 		}
-		if v := b.Get([]byte("scheduledCompactRev")); len(v) >= 8 {
-			info.scheduled = int64(binary.BigEndian.Uint64(v[:8]))
+		info.finished, info.finishedFound = c.Finished, c.FinishedOK
+		if c.ScheduledOK {
+			info.scheduled = c.Scheduled
 		}
-		// Walk the key bucket's pages: a corrupt page shows here rather
-		// than after etcd has started on it.
-		kb := tx.Bucket([]byte("key"))
-		if kb == nil {
-			return nil
+		rev, err := r.Revision()
+		if err != nil {
+			return err
 		}
-		if k, _ := kb.Cursor().Last(); len(k) >= 8 {
-			info.revision = int64(binary.BigEndian.Uint64(k[:8]))
-		}
-		return kb.ForEach(func(_, _ []byte) error { return nil })
+		info.revision = rev.Main
+		return r.Walk()
 	})
 	return info, err
 }

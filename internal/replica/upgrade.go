@@ -14,42 +14,32 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/version"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
 
+	"github.com/vetcd/vetcd/internal/etcddata"
 	"github.com/vetcd/vetcd/internal/migrate"
 	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/topology"
 )
 
 // ReadStorageVersion reads the storage version etcd 3.6 and newer record
-// in the backend's meta bucket ("storageVersion"), from a data dir no etcd
-// has open. The zero version means none is recorded: etcd 3.5 or older
-// wrote the data (or etcd 3.6+ stopped in the first seconds of a new
-// member, before it recorded one). It never writes.
+// in the backend's meta bucket, from a data dir no etcd has open. The zero
+// version means none is recorded: etcd 3.5 or older wrote the data (or
+// etcd 3.6+ stopped in the first seconds of a new member, before it
+// recorded one). A record that does not parse is an error. It never
+// writes.
 func ReadStorageVersion(dataDir string) (v plan.StorageVersion, err error) {
-	defer func() {
-		if r := recover(); r != nil { // bbolt panics on some corrupt pages
-			err = fmt.Errorf("bbolt panicked: %v", r)
-		}
-	}()
-	db, err := bolt.Open(dbPath(dataDir), 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
-	if err != nil {
-		return v, fmt.Errorf("storage version: %w", err)
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("meta"))
-		if b == nil {
+	err = etcddata.View(dbPath(dataDir), func(r *etcddata.Reader) error {
+		if !r.HasBucket(schema.Meta) {
 			return errors.New("no meta bucket")
 		}
-		raw := b.Get([]byte("storageVersion"))
-		if len(raw) == 0 {
-			return nil
+		sv, err := r.StorageVersion()
+		if sv != nil {
+			v = plan.StorageVersion{Major: int(sv.Major), Minor: int(sv.Minor)}
 		}
-		v, err = parseStorageVersion(string(raw))
 		return err
 	})
 	if err != nil {

@@ -3,13 +3,13 @@ package snapshot
 import (
 	"crypto/sha256"
 	"encoding"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 
-	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/server/v3/storage/schema"
+
+	"github.com/vetcd/vetcd/internal/etcddata"
 )
 
 // dbInfo is what a snapshot's manifest needs from the db itself.
@@ -24,26 +24,20 @@ type dbInfo struct {
 // is not an etcd db fails here.
 func readDBInfo(path string) (dbInfo, error) {
 	var info dbInfo
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		return info, fmt.Errorf("open db: %w", err)
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		kb := tx.Bucket(schema.Key.Name())
-		if kb == nil || tx.Bucket(schema.Meta.Name()) == nil {
+	err := etcddata.View(path, func(r *etcddata.Reader) error {
+		if !r.HasBucket(schema.Key) || !r.HasBucket(schema.Meta) {
 			return errors.New("not an etcd db: no key or meta bucket")
 		}
-		if k, _ := kb.Cursor().Last(); k != nil {
-			if len(k) < 8 {
-				return fmt.Errorf("not an etcd db: revision key %x", k)
-			}
-			info.Revision = int64(binary.BigEndian.Uint64(k[:8]))
+		rev, err := r.Revision()
+		if err != nil {
+			return fmt.Errorf("not an etcd db: %w", err)
 		}
-		if v := schema.ReadStorageVersionFromSnapshot(tx); v != nil {
+		info.Revision = rev.Main
+		v, err := r.StorageVersion()
+		if v != nil {
 			info.Version = v.String()
 		}
-		return nil
+		return err
 	})
 	return info, err
 }
