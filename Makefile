@@ -44,7 +44,14 @@ unit: test-tools
 SIM_SCHEDULES ?= 1000000
 SIM_SEED      ?= 1
 simulate:
-	$(GO) test -count=1 -timeout 30m -run '^TestSimulate$$' -v ./internal/sim -args -sim.schedules=$(SIM_SCHEDULES) -sim.seed=$(SIM_SEED)
+	@mkdir -p bench/out; set -o pipefail; \
+	  $(GO) test -count=1 -timeout 30m -run '^TestSimulate$$' -v ./internal/sim -args -sim.schedules=$(SIM_SCHEDULES) -sim.seed=$(SIM_SEED) \
+	  | tee sim.log | grep --line-buffered -E '^(simulate:|--- |ok|FAIL|panic)'; rc=$$?; \
+	  { echo "## Deterministic simulation"; echo; \
+	    echo "\`make simulate\` (SIM_SCHEDULES=$(SIM_SCHEDULES) SIM_SEED=$(SIM_SEED)), repository at $$(git rev-parse --short HEAD 2>/dev/null), $$(nproc) cores,"; \
+	    echo "recorded $$(date -u '+%Y-%m-%d %H:%M UTC'); what it explores and checks: README, Development."; echo; \
+	    echo '```'; grep -E '^simulate:' sim.log; echo '```'; } > bench/out/simulate.md; \
+	  echo "wrote bench/out/simulate.md"; exit $$rc
 
 ## e2e: the built vetcd binary as separate processes, with real faults.
 e2e: build test-tools
