@@ -110,7 +110,22 @@ failed() {
 }
 
 # ---- vetcd: a follower killed with -9, restarted by the supervisor -------------
-vetcd_restart() {
+v# threads_gone PID: true once every thread of PID has exited. The thread
+# group leader shows as a zombie (alive's test) while the other threads
+# still tear down the process (a 1 GiB database mapping takes a while) and
+# its sockets are still bound: a restart then fails with "address already
+# in use".
+threads_gone() {
+	local t st
+	for t in /proc/"$1"/task/*/stat; do
+		[[ -e $t ]] || continue
+		st=$(sed 's/.*) //' "$t" 2>/dev/null | cut -d' ' -f1)
+		[[ $st == [ZX] ]] || return 1
+	done
+	return 0
+}
+
+etcd_restart() {
 	local rep=$1 pos=$2 st victim old_id old_pid new_pid off t_fault t_start t_ready
 	local deadline db check=ok asides id
 	st=$(vstatus) || die "vetcd status failed before the fault"
@@ -185,9 +200,10 @@ etcd_restart() {
 	log "$SIZE etcd #$rep: killing follower etcd-$victim (pid $pid) with -9 and starting it again on its data dir"
 	t_fault=$(now)
 	kill -KILL "$pid"
-	# Restart as soon as the port is free: poll more often than wait_gone.
+	# Restart as soon as the old process has released its ports: once all
+	# its threads have exited, polled more often than wait_gone does.
 	deadline=$((SECONDS + 30))
-	while alive "$pid"; do
+	until threads_gone "$pid"; do
 		((SECONDS < deadline)) || die "etcd-$victim did not die within 30 s of kill -9"
 		nap 0.01
 	done

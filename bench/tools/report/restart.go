@@ -4,14 +4,18 @@ package main
 // restart-meta.tsv in the results directory).
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // restartTarget: vetcd's kill -9 -> healthy voter may take at most this
@@ -31,8 +35,56 @@ type restartRow struct {
 	faultToReady         float64 // kill -> the same moment
 	restartDelay         float64 // kill -> process start
 	marks                []float64
-	poll                 float64
-	check                string
+	// corruptCheck: when etcd's initial corruption check started and
+	// ended, seconds after the process start (from the member's log in
+	// restart-raw/); NaN when it did not run.
+	corruptCheck [2]float64
+	poll         float64
+	check        string
+}
+
+// restartLog is where restart.sh keeps the restarted member's log of one run.
+func restartLog(in string, r restartRow) string {
+	if r.system == "vetcd" {
+		return filepath.Join(in, "restart-raw", r.size, fmt.Sprintf("vetcd.%d.serve.log", r.repeat))
+	}
+	return filepath.Join(in, "restart-raw", r.size, fmt.Sprintf("etcd.%d.%s.log", r.repeat, r.member))
+}
+
+// loadCorruptChecks finds etcd's initial corruption check in each run's log.
+// Its moments are placed relative to the process start through "starting an
+// etcd server", which restart.sh timed (etcd_starting_s).
+func loadCorruptChecks(in string, rows []restartRow) {
+	for i := range rows {
+		r := &rows[i]
+		r.corruptCheck = [2]float64{math.NaN(), math.NaN()}
+		b, err := os.ReadFile(restartLog(in, *r))
+		if err != nil || math.IsNaN(r.marks[2]) {
+			continue
+		}
+		var anchor time.Time
+		for _, l := range bytes.Split(b, []byte("\n")) {
+			var e struct {
+				TS  string `json:"ts"`
+				Msg string `json:"msg"`
+			}
+			if json.Unmarshal(l, &e) != nil {
+				continue
+			}
+			ts, err := time.Parse(time.RFC3339Nano, e.TS)
+			if err != nil {
+				continue
+			}
+			switch {
+			case e.Msg == "starting an etcd server" && anchor.IsZero():
+				anchor = ts
+			case e.Msg == "starting initial corruption check" && !anchor.IsZero():
+				r.corruptCheck[0] = r.marks[2] + ts.Sub(anchor).Seconds()
+			case strings.HasPrefix(e.Msg, "initial corruption checking passed") && !anchor.IsZero():
+				r.corruptCheck[1] = r.marks[2] + ts.Sub(anchor).Seconds()
+			}
+		}
+	}
 }
 
 // restartMarks are the log lines restart.sh times, seconds after the
@@ -116,6 +168,7 @@ func renderRestart(w func(string, ...any), in string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	loadCorruptChecks(in, rows)
 	sizes := slices.Clone(restartSizes)
 	for _, r := range rows {
 		if !slices.Contains(sizes, r.size) {
@@ -214,6 +267,10 @@ func renderRestart(w func(string, ...any), in string) (bool, error) {
 	step("kill → new process (back-off / script)", func(r restartRow) float64 { return r.restartDelay })
 	for i, mk := range restartMarks {
 		step(mk.title, func(r restartRow) float64 { return r.marks[i] })
+		if mk.col == "etcd_starting_s" {
+			step("etcd: initial corruption check started", func(r restartRow) float64 { return r.corruptCheck[0] })
+			step("etcd: initial corruption check passed", func(r restartRow) float64 { return r.corruptCheck[1] })
+		}
 	}
 	step("status poll saw it a caught-up voter", func(r restartRow) float64 { return r.startToReady })
 	step("median duration of one status poll", func(r restartRow) float64 { return r.poll })
