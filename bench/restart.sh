@@ -110,22 +110,7 @@ failed() {
 }
 
 # ---- vetcd: a follower killed with -9, restarted by the supervisor -------------
-v# threads_gone PID: true once every thread of PID has exited. The thread
-# group leader shows as a zombie (alive's test) while the other threads
-# still tear down the process (a 1 GiB database mapping takes a while) and
-# its sockets are still bound: a restart then fails with "address already
-# in use".
-threads_gone() {
-	local t st
-	for t in /proc/"$1"/task/*/stat; do
-		[[ -e $t ]] || continue
-		st=$(sed 's/.*) //' "$t" 2>/dev/null | cut -d' ' -f1)
-		[[ $st == [ZX] ]] || return 1
-	done
-	return 0
-}
-
-etcd_restart() {
+vetcd_restart() {
 	local rep=$1 pos=$2 st victim old_id old_pid new_pid off t_fault t_start t_ready
 	local deadline db check=ok asides id
 	st=$(vstatus) || die "vetcd status failed before the fault"
@@ -178,6 +163,21 @@ etcd_restart() {
 etcd_status() {
 	jq -s 'add' <(ctl "$STATUS_OTHERS" endpoint status -w json 2>/dev/null || echo '[]') \
 		<(ctl "$STATUS_EP" endpoint status -w json 2>/dev/null || echo '[]')
+}
+
+# threads_gone PID: true once every thread of PID has exited. The thread
+# group leader shows as a zombie (alive's test) while the other threads
+# still tear down the process (a 1 GiB database mapping takes a while) and
+# its sockets are still bound: a restart then fails with "address already
+# in use".
+threads_gone() {
+	local t st
+	for t in /proc/"$1"/task/*/stat; do
+		[[ -e $t ]] || continue
+		st=$(sed 's/.*) //' "$t" 2>/dev/null | cut -d' ' -f1)
+		[[ $st == [ZX] ]] || return 1
+	done
+	return 0
 }
 
 etcd_restart() {
