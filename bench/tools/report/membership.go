@@ -100,11 +100,11 @@ func (s memSummary) cell() string {
 	return fmt.Sprintf("%s (%.2f–%.2f, %d runs)", secs(s.med), s.lo, s.hi, s.n)
 }
 
-func renderMembership(w func(string, ...any), in string) error {
+func renderMembership(w func(string, ...any), in string, prev previous) error {
 	const cmd = "make -C bench membership"
 	rows, err := readMembership(filepath.Join(in, "membership.tsv"))
 	if errors.Is(err, fs.ErrNotExist) {
-		w("## Scale-up, failover and rebuild\n\nNot measured: bench/out/membership.tsv does not exist. Run `%s`.\n\n", cmd)
+		prev.keep(w, "", "## Scale-up, failover and rebuild", cmd)
 		return nil
 	}
 	if err != nil {
@@ -131,7 +131,8 @@ func renderMembership(w func(string, ...any), in string) error {
 		}
 	}
 
-	w("## Scale-up, failover and rebuild\n\n")
+	const section = "## Scale-up, failover and rebuild"
+	w("%s\n\n", section)
 	version := "?"
 	for _, m := range meta {
 		if m["etcd_version"] != "" {
@@ -143,10 +144,10 @@ func renderMembership(w func(string, ...any), in string) error {
 	w("count in brackets). None of the three has a numeric target in the issue; as a yardstick this report uses\n")
 	w("the recovery issue's: vetcd at most %.1f× stock etcd's number (for scale-up, its snapshot transfer floor).\n\n", recoveryTarget)
 
-	w("### Scale-up 1 → 3\n\n")
 	if !has("scaleup") {
-		w("Not measured in this run: `MODES=scaleup %s`.\n\n", cmd)
+		prev.keep(w, section, "### Scale-up 1 → 3", "MODES=scaleup "+cmd)
 	} else {
+		w("### Scale-up 1 → 3\n\n")
 		w("A 1-replica cluster of each system, filled with 256 KiB values to the size and then %s small puts to one\n", orQ(meta["scaleup"]["snap_puts"]))
 		w("key (so that joiners catch up from a snapshot, not the log). vetcd: `vetcd scale 3`, until `vetcd status`\n")
 		w("shows 3 healthy voters. Floor (stock etcd): `member add --learner`, start with an empty data dir until it\n")
@@ -187,10 +188,10 @@ func renderMembership(w func(string, ...any), in string) error {
 		w("\n")
 	}
 
-	w("### Failover: leader killed (-9) under a write load\n\n")
 	if !has("failover") {
-		w("Not measured in this run: `MODES=failover %s`.\n\n", cmd)
+		prev.keep(w, section, "### Failover: leader killed (-9) under a write load", "MODES=failover "+cmd)
 	} else {
+		w("### Failover: leader killed (-9) under a write load\n\n")
 		w("One client (bench/tools/writer) put to one key back to back through all three endpoints, each put with a\n")
 		w("%s deadline, logging every success; the leader was killed with -9. The unavailability is the longest gap\n", orQ(meta["failover"]["write_timeout"]))
 		w("between two successful writes ending after the kill. vetcd's supervisor restarted the killed replica;\n")
@@ -204,10 +205,10 @@ func renderMembership(w func(string, ...any), in string) error {
 		w("vetcd / etcd: %s; yardstick ≤ %.1f×: %s.\n\n", ratio(v.med, e.med), recoveryTarget, verdictOf(v.med, e.med))
 	}
 
-	w("### Rebuild: write unavailability of a 3 → 1 scale-down\n\n")
 	if !has("rebuild") {
-		w("Not measured in this run: `MODES=rebuild %s`.\n\n", cmd)
+		prev.keep(w, section, "### Rebuild: write unavailability of a 3 → 1 scale-down", "MODES=rebuild "+cmd)
 	} else {
+		w("### Rebuild: write unavailability of a 3 → 1 scale-down\n\n")
 		w("The same writer ran while `vetcd scale 1` took a 3-replica cluster to one; the window is the longest gap\n")
 		w("between successful writes ending after the command started, until writes succeed on the survivor. Stock\n")
 		w("etcd has no automatic 3 → 1 operation, so there is no like-for-like number and no verdict; its closest\n")
@@ -233,10 +234,10 @@ func renderMembership(w func(string, ...any), in string) error {
 			w("The survivor rebuilt the cluster with force-new-cluster %d times over the runs.\n\n", rebuilds)
 		}
 	}
-	w("### Abrupt 3 → 1: surplus killed with -9, then `vetcd scale 1`\n\n")
 	if !has("abrupt") {
-		w("Not measured in this run: `MODES=abrupt %s`.\n\n", cmd)
+		prev.keep(w, section, "### Abrupt 3 → 1: surplus killed with -9, then `vetcd scale 1`", "MODES=abrupt "+cmd)
 	} else {
+		w("### Abrupt 3 → 1: surplus killed with -9, then `vetcd scale 1`\n\n")
 		w("The same writer ran while the two surplus replicas were killed with -9 (vetcd-0 leading, as vetcd keeps it)\n")
 		w("and `vetcd scale 1` followed at once: the survivor must rebuild with force-new-cluster by itself. Stock\n")
 		w("etcd's floor is a perfect operator: the two followers killed with -9, the survivor stopped and restarted\n")

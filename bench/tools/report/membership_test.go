@@ -15,12 +15,13 @@ func TestRenderMembership(t *testing.T) {
 	tests := []struct {
 		name     string
 		tsv      string // rows after the header; "" writes no file
+		prev     string // the report being replaced
 		want     []string
 		dontWant []string
 	}{
 		{
 			name: "no results",
-			want: []string{"Not measured: bench/out/membership.tsv does not exist"},
+			want: []string{"## Scale-up, failover and rebuild\n\nNot measured: `make -C bench membership`."},
 		},
 		{
 			name: "scale-up within the yardstick, failover over it",
@@ -46,6 +47,23 @@ func TestRenderMembership(t *testing.T) {
 				"Not measured in this run: `MODES=scaleup make -C bench membership`.",
 			},
 		},
+		{
+			name: "abrupt only: the other modes are kept from the previous report",
+			tsv: "abrupt\tNA\tvetcd\t1\t2.5\t0.01\t100\tNA\tNA\tok\n" +
+				"abrupt\tNA\tetcd\t1\t1\t0.01\t100\tNA\tNA\tok\n",
+			prev: "# Benchmarks\n\n## Scale-up, failover and rebuild\n\nintro\n\n### Failover: leader killed (-9) under a write load\n\n" +
+				"| vetcd | 1.71 s |\n\n### Rebuild: write unavailability of a 3 → 1 scale-down\n\nold rebuild\n\n" +
+				"Reproduce: `make -C bench membership`.\n\n## Snapshot create and restore\n\nsnap\n",
+			want: []string{
+				"| vetcd `scale 1` | 2.50 s (2.50–2.50, 1 runs) | 0.01 s |",
+				"vetcd / etcd: 2.50; target ≤ 3 s median: met.",
+				"### Failover: leader killed (-9) under a write load\n\n_Kept from the previous report: bench/out/ holds no results for this section; `MODES=failover make -C bench membership` measures it again._\n\n| vetcd | 1.71 s |\n\n### ",
+				"### Rebuild: write unavailability of a 3 → 1 scale-down\n\n_Kept from the previous report",
+				"old rebuild\n\n### Abrupt",
+				"### Scale-up 1 → 3\n\nNot measured in this run: `MODES=scaleup make -C bench membership`.",
+			},
+			dontWant: []string{"\nsnap\n", "Reproduce: `make -C bench membership`.\n\n### Abrupt"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,7 +75,7 @@ func TestRenderMembership(t *testing.T) {
 			}
 			var b strings.Builder
 			w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-			if err := renderMembership(w, dir); err != nil {
+			if err := renderMembership(w, dir, previous{text: tc.prev}); err != nil {
 				t.Fatalf("renderMembership: %v", err)
 			}
 			for _, s := range tc.want {

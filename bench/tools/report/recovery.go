@@ -271,10 +271,10 @@ func durationLabel(s string) string {
 	return s
 }
 
-func renderRecovery(w func(string, ...any), in string) error {
+func renderRecovery(w func(string, ...any), in string, prev previous) error {
 	rows, err := readRecovery(filepath.Join(in, "recovery.tsv"))
 	if errors.Is(err, fs.ErrNotExist) {
-		w("## Recovery\n\nNot measured: bench/out/recovery.tsv does not exist. Run `make -C bench recovery`.\n\n")
+		prev.keep(w, "", "## Recovery", "make -C bench recovery")
 		return nil
 	}
 	if err != nil {
