@@ -14,8 +14,9 @@
 #   vetcd  the follower with the highest ordinal (vetcd-2 unless it leads)
 #          is killed with -9; the supervisor of `vetcd up` restarts it
 #          after its back-off (the replica is left running for at least
-#          62 s before each fault, so that the back-off is the first one,
-#          1 s; recovery.sh does the same). Measured from the start of the
+#          62 s before each fault, so that the back-off is that of a first
+#          exit: none since the supervisor restarts such a replica at once,
+#          1 s before; recovery.sh does the same). Measured from the start of the
 #          new process (as the kernel records it) and from the kill until
 #          `vetcd status` shows the replica as a healthy follower whose
 #          raft applied index has reached the other members'. Then checked:

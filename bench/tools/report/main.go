@@ -299,6 +299,7 @@ func render(in string, prev previous) ([]byte, error) {
 		{"snapshot.md", "Snapshot create and restore", "make -C bench snapshot"},
 		{"migrate.md", "Migration from kine SQLite", "make -C bench migrate"},
 		{"chaos.md", "Chaos", "make chaos"},
+		{"simulate.md", "Deterministic simulation", "make simulate"},
 	}
 	for _, f := range fragments {
 		md, err := os.ReadFile(filepath.Join(in, f.file))
