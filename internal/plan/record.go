@@ -259,8 +259,8 @@ func (v Verdict) String() string {
 // GenerationVerdict checks data of (clusterID, memberID) marked with
 // generation gen (0: no marker) against the record. It also returns the
 // generation the data belongs to, for the marker: a member the record
-// lists, or data of a converted record, is adopted into the record's
-// generation.
+// lists, or unmarked data while the cluster is in its first generation, is
+// adopted into the record's generation.
 func GenerationVerdict(rec Record, clusterID, memberID, gen uint64) (Verdict, uint64) {
 	if !rec.Founded() {
 		return Current, gen
@@ -273,9 +273,14 @@ func GenerationVerdict(rec Record, clusterID, memberID, gen uint64) (Verdict, ui
 		return Current, gen
 	case rec.HasMember(memberID):
 		return Current, rec.Generation
-	case gen == 0 && rec.Generation == 1 && rec.Made != nil && rec.Made.How == OriginConverted:
-		// Data of a vetcd before generations, in a cluster that has not
-		// been rebuilt or restored since the record was converted.
+	case gen == 0 && rec.Generation == 1:
+		// Data of this cluster with no marker while the cluster is still
+		// in its first generation can only be of that generation: data of
+		// a vetcd before generations (a converted record), or a member
+		// that joined after reading the record before the founder had
+		// recorded the cluster (its observation read the record, then saw
+		// the cluster answer), so it had no generation to mark. A rebuild
+		// or a restore ends generation 1, so such data is superseded then.
 		return Current, 1
 	}
 	return Superseded, gen

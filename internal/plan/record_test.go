@@ -54,6 +54,7 @@ func TestParseRecord(t *testing.T) {
 func TestGenerationVerdict(t *testing.T) {
 	rebuilt := Record{ClusterID: cid, Generation: 2, Members: []ID{0x10}, Made: &Made{How: OriginRebuilt}}
 	converted := Record{ClusterID: cid, Generation: 1, Made: &Made{How: OriginConverted}}
+	founded := Record{ClusterID: cid, Generation: 1, Members: []ID{0x10}, Made: &Made{How: OriginFounded}}
 	tests := []struct {
 		name           string
 		rec            Record
@@ -68,6 +69,10 @@ func TestGenerationVerdict(t *testing.T) {
 		{name: "finding 1: a voter dropped by the rebuild, same cluster ID", rec: rebuilt, cluster: cid, member: 0x12, gen: 1, want: Superseded, wantGeneration: 1},
 		{name: "data with no marker after a rebuild", rec: rebuilt, cluster: cid, member: 0x12, gen: 0, want: Superseded},
 		{name: "data of an earlier vetcd adopts a converted record's generation", rec: converted, cluster: cid, member: 0x12, gen: 0, want: Current, wantGeneration: 1},
+		// A replica read the record before the founder recorded the
+		// cluster, saw the cluster answer, and joined with no generation
+		// to mark: its data can only be of generation 1.
+		{name: "a joiner that read the record before the founding was recorded", rec: founded, cluster: cid, member: 0x12, gen: 0, want: Current, wantGeneration: 1},
 		{name: "data of another cluster", rec: rebuilt, cluster: other, member: 0x12, gen: 2, want: OtherCluster, wantGeneration: 2},
 	}
 	for _, tt := range tests {
