@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/storage/mvcc/testutil"
+
+	"github.com/vetcd/vetcd/internal/testtools"
 )
 
 // recoveryConfig shortens the thresholds so scenarios run in seconds.
@@ -319,15 +321,16 @@ func requireMovedAside(t *testing.T, c *cluster, i int) {
 	}
 }
 
+// waitFor is testtools.WaitFor for a condition that only says yes or no;
+// a wait that can say what it last saw calls testtools.WaitFor itself.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
+	testtools.WaitFor(t, timeout, what, func(context.Context) error {
+		if !cond() {
+			return errors.New("the condition still does not hold")
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func raiseAlarm(t *testing.T, c *cluster, id uint64, typ pb.AlarmType) {
