@@ -23,6 +23,7 @@ import (
 	"github.com/vetcd/vetcd/internal/etcdclient"
 	"github.com/vetcd/vetcd/internal/metrics"
 	"github.com/vetcd/vetcd/internal/plan"
+	"github.com/vetcd/vetcd/internal/testtools"
 	"github.com/vetcd/vetcd/internal/topology"
 )
 
@@ -144,21 +145,16 @@ func restartCorrupt(t *testing.T, m *member, times int, tune func(*embed.Config)
 	waitReady(t, m)
 }
 
-// waitFor polls cond until it holds or the deadline passes; the failure
-// names what was awaited and cond's last word.
+// waitFor is testtools.WaitFor for a condition that says whether it
+// holds and what it last saw.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, last := cond()
-		if ok {
-			return
+	testtools.WaitFor(t, d, what, func(context.Context) error {
+		if ok, last := cond(); !ok {
+			return fmt.Errorf("last: %s", last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last: %s)", what, d, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func leaderOf(ms []*member) *member {

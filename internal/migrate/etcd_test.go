@@ -214,19 +214,15 @@ func migrateWhileWriting(t *testing.T, src etcdServer) {
 	if srcRev <= snapRev {
 		t.Fatalf("no writes after the snapshot (snapshot %d, source %d)", snapRev, srcRev)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testtools.WaitFor(t, time.Minute, "the target caught up to the source", func(context.Context) error {
 		mu.Lock()
 		a := applied
 		mu.Unlock()
-		if a == srcRev {
-			break
+		if a != srcRev {
+			return fmt.Errorf("target caught up to %d of %d", a, srcRev)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("target caught up to %d of %d", a, srcRev)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	fcancel()
 	for range followers {
 		if err := <-followDone; !errors.Is(err, context.Canceled) {
@@ -426,22 +422,18 @@ func (f *following) ended() (bool, int64, error) {
 // waitApplied waits until Follow copied source revision rev.
 func (f *following) waitApplied(t *testing.T, rev int64, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testtools.WaitFor(t, timeout, fmt.Sprintf("source revision %d copied", rev), func(context.Context) error {
 		f.mu.Lock()
 		a := f.applied
 		f.mu.Unlock()
 		if a >= rev {
-			return
+			return nil
 		}
 		if done, last, err := f.ended(); done {
 			t.Fatalf("Follow ended at source revision %d with %v; source revision %d was never copied", last, err, rev)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("source revision %d not copied after %s (copied up to %d)", rev, timeout, a)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("copied up to %d", a)
+	})
 }
 
 // keepAlive keeps lease id alive from cli until the test ends, as
@@ -500,46 +492,38 @@ func TestFollowSurvivesStalledSource(t *testing.T) {
 	if err := p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The stall is the fault: it must outlast the lease's TTL, and while
+	// the source is stopped there is no event to await.
 	time.Sleep(12 * time.Second)
 	if err := p.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	var after *clientv3.PutResponse
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	testtools.WaitFor(t, 30*time.Second, "the resumed source takes a write", func(pctx context.Context) error {
+		var err error
 		after, err = src.cli.Put(pctx, "/registry/after", "y")
-		pcancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the resumed source takes no write: %v", err)
-		}
-	}
+		return err
+	})
 	f.waitApplied(t, after.Header.Revision, 30*time.Second)
 
 	// The resumed source may still end leases of its own (their deletes
 	// are copied too): compare once the target holds its last revision.
 	var final *clientv3.GetResponse
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	testtools.WaitFor(t, 30*time.Second, "the target at the source's last revision", func(context.Context) error {
+		var err error
 		final, err = src.cli.Get(ctx, "/registry/", clientv3.WithPrefix())
 		if err != nil {
 			t.Fatal(err)
 		}
 		m, ok, err := ReadEtcdMarker(ctx, dst.cli)
 		if err == nil && ok && m.Revision == final.Header.Revision {
-			break
+			return nil
 		}
 		if done, last, err := f.ended(); done {
 			t.Fatalf("Follow ended at %d with %v after the source resumed", last, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("marker %+v (%v), source at %d", m, err, final.Header.Revision)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("marker %+v (%v), source at %d", m, err, final.Header.Revision)
+	})
 	got, err := dst.cli.Get(ctx, "/registry/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
@@ -558,21 +542,17 @@ func TestFollowSurvivesStalledSource(t *testing.T) {
 	}
 	// Leases the source ended are revoked on the target too, once their
 	// deletes are copied; the ones it holds are still there.
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	testtools.WaitFor(t, 20*time.Second, "the target holds the source's leases", func(context.Context) error {
 		sl, err1 := src.cli.Leases(ctx)
 		dl, err2 := dst.cli.Leases(ctx)
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
 		}
-		if fmt.Sprint(leaseIDs(sl)) == fmt.Sprint(leaseIDs(dl)) {
-			break
+		if fmt.Sprint(leaseIDs(sl)) != fmt.Sprint(leaseIDs(dl)) {
+			return fmt.Errorf("target leases %x, source leases %x", leaseIDs(dl), leaseIDs(sl))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("target leases %x, source leases %x", leaseIDs(dl), leaseIDs(sl))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if r, err := dst.cli.Get(ctx, "x"); err != nil || r.Header.Revision != final.Header.Revision {
 		t.Fatalf("revoking the ended leases on the target moved its revision: %v %v, source at %d", r, err, final.Header.Revision)
 	}
@@ -620,20 +600,16 @@ func TestFollowCutOverWhileSourceDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testtools.WaitFor(t, 20*time.Second, "the target's own write seen as the cut-over while the source is down", func(context.Context) error {
 		done, last, err := f.ended()
-		if done {
-			if !errors.Is(err, ErrDiverged) || last != resp.Header.Revision {
-				t.Fatalf("Follow = %d, %v; want %d, ErrDiverged (clients moved over)", last, err, resp.Header.Revision)
-			}
-			break
+		if !done {
+			return fmt.Errorf("Follow still runs; the target's own write is at %d", own.Header.Revision)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the target's own write at %d was not seen as the cut-over within 20 s while the source is down", own.Header.Revision)
+		if !errors.Is(err, ErrDiverged) || last != resp.Header.Revision {
+			t.Fatalf("Follow = %d, %v; want %d, ErrDiverged (clients moved over)", last, err, resp.Header.Revision)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestFollowStopsOnSelfDivergence: a target revision that no client's
@@ -665,20 +641,16 @@ func TestFollowStopsOnSelfDivergence(t *testing.T) {
 	if _, err := src.cli.Put(ctx, "/registry/next", "n"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testtools.WaitFor(t, 20*time.Second, "Follow stops after the target's revision moved on its own", func(context.Context) error {
 		done, last, err := f.ended()
-		if done {
-			if !errors.Is(err, ErrSelfDiverged) || errors.Is(err, ErrDiverged) || last != resp.Header.Revision {
-				t.Fatalf("Follow = %d, %v; want %d, ErrSelfDiverged (not a cut-over)", last, err, resp.Header.Revision)
-			}
-			break
+		if !done {
+			return fmt.Errorf("Follow still runs (it copied source revision %d; the target then revoked the lease alone)", resp.Header.Revision)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("Follow did not stop after the target's revision moved on its own")
+		if !errors.Is(err, ErrSelfDiverged) || errors.Is(err, ErrDiverged) || last != resp.Header.Revision {
+			t.Fatalf("Follow = %d, %v; want %d, ErrSelfDiverged (not a cut-over)", last, err, resp.Header.Revision)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	m, ok, err := ReadEtcdMarker(ctx, dst.cli)
 	if err != nil || !ok || m.State != StateFollowing || m.Revision != resp.Header.Revision {
 		t.Fatalf("marker %+v ok %t err %v; want following at %d", m, ok, err, resp.Header.Revision)

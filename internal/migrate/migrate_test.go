@@ -424,9 +424,14 @@ func TestReadWhileKineRuns(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond) // a steady writer, well inside the quiet period
+		defer tick.Stop()
 		for i := 0; wctx.Err() == nil; i++ {
 			_ = kinetest.Create(wctx, k.Client, fmt.Sprintf("/registry/pods/busy-%d", i), "v", 0)
-			time.Sleep(20 * time.Millisecond)
+			select {
+			case <-wctx.Done():
+			case <-tick.C:
+			}
 		}
 	}()
 	defer func() { stop(); wg.Wait() }()

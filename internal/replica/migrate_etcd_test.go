@@ -88,17 +88,17 @@ func TestFoundFromDeployedEtcd(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got *clientv3.GetResponse
-			deadline := time.Now().Add(time.Minute)
-			for {
+			testtools.WaitFor(t, time.Minute, "vetcd caught up to the source", func(context.Context) error {
+				var err error
 				got, err = cli.Get(ctx, "/registry/", clientv3.WithPrefix())
-				if err == nil && got.Header.Revision == final.Header.Revision {
-					break
+				if err != nil {
+					return err
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("vetcd at revision %v (%v), source at %d", got, err, final.Header.Revision)
+				if got.Header.Revision != final.Header.Revision {
+					return fmt.Errorf("vetcd at revision %d, source at %d", got.Header.Revision, final.Header.Revision)
 				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return nil
+			})
 			if len(got.Kvs) != len(final.Kvs) {
 				t.Fatalf("vetcd has %d keys, the source %d", len(got.Kvs), len(final.Kvs))
 			}
@@ -133,18 +133,14 @@ func TestFoundFromDeployedEtcd(t *testing.T) {
 			if _, err := src.Put(ctx, "/registry/late", "x"); err != nil { // after cut-over: not copied
 				t.Fatal(err)
 			}
-			deadline = time.Now().Add(30 * time.Second)
-			for {
+			testtools.WaitFor(t, 30*time.Second, "the cut-over recorded", func(context.Context) error {
 				st, _, _ = tr.r.markers.readFollow()
 				m, ok, err := migrate.ReadEtcdMarker(ctx, cli)
-				if st.Done && err == nil && ok && m.State == migrate.StateDone {
-					break
+				if !st.Done || err != nil || !ok || m.State != migrate.StateDone {
+					return fmt.Errorf("follow state %+v, marker %+v ok %t err %v", st, m, ok, err)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no cut-over: state %+v, marker %+v %v", st, m, err)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return nil
+			})
 			if r, err := cli.Get(ctx, "/registry/late"); err != nil || len(r.Kvs) != 0 {
 				t.Fatalf("a source write after the cut-over was copied: %v %v", r, err)
 			}
@@ -186,25 +182,23 @@ func TestFoundFromUnreachableEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
-	deadline := time.Now().Add(45 * time.Second)
-	for {
+	testtools.WaitFor(t, 45*time.Second, "the unreachable source logged", func(context.Context) error {
 		var msg string
 		for _, e := range logs.All() {
 			if err, ok := e.ContextMap()["error"].(string); ok && strings.Contains(err, "source etcd unreachable") {
 				msg = err
 			}
 		}
-		if msg != "" {
-			if !strings.Contains(msg, dead) || !strings.Contains(msg, "nothing was changed") {
-				t.Fatalf("error %q: want the endpoint and that nothing was changed", msg)
-			}
-			break
+		if msg == "" {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return fmt.Errorf("no unreachable-source error logged; decision %+v", r.last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no unreachable-source error logged; decision %+v", r.last)
+		if !strings.Contains(msg, dead) || !strings.Contains(msg, "nothing was changed") {
+			t.Fatalf("error %q: want the endpoint and that nothing was changed", msg)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	select {
 	case <-r.Ready():
 		t.Fatal("replica ready without its source")
@@ -263,17 +257,13 @@ func TestFollowSelfDivergedIsNoCutOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testtools.WaitFor(t, time.Minute, fmt.Sprintf("source revision %d copied", put.Header.Revision), func(context.Context) error {
 		m, ok, err := migrate.ReadEtcdMarker(ctx, cli)
-		if err == nil && ok && m.Revision >= put.Header.Revision {
-			break
+		if err != nil || !ok || m.Revision < put.Header.Revision {
+			return fmt.Errorf("marker %+v ok %t err %v", m, ok, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("source revision %d not copied: marker %+v %v", put.Header.Revision, m, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if v := followBrokenValue(t, tr.r); v != 0 {
 		t.Fatalf("%s = %v while following", followBrokenMetric, v)
 	}
@@ -283,13 +273,12 @@ func TestFollowSelfDivergedIsNoCutOver(t *testing.T) {
 	if _, err := src.Put(ctx, "/registry/next", "n"); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for followBrokenValue(t, tr.r) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v 30 s after vetcd's revision moved on its own", followBrokenMetric, followBrokenValue(t, tr.r))
+	testtools.WaitFor(t, 30*time.Second, followBrokenMetric+" = 1 after vetcd's revision moved on its own", func(context.Context) error {
+		if v := followBrokenValue(t, tr.r); v != 1 {
+			return fmt.Errorf("%s = %v", followBrokenMetric, v)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	st, _, err := tr.r.markers.readFollow()
 	m, ok, merr := migrate.ReadEtcdMarker(ctx, cli)
 	if err != nil || st.Done || merr != nil || !ok || m.State != migrate.StateFollowing {
@@ -303,18 +292,14 @@ func TestFollowSelfDivergedIsNoCutOver(t *testing.T) {
 	if _, err := cli.Put(ctx, "/registry/own", "x"); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(time.Minute)
-	for {
-		st, _, _ = tr.r.markers.readFollow()
+	testtools.WaitFor(t, time.Minute, "the cut-over after a client's write", func(context.Context) error {
+		st, _, _ := tr.r.markers.readFollow()
 		m, ok, err := migrate.ReadEtcdMarker(ctx, cli)
-		if st.Done && err == nil && ok && m.State == migrate.StateDone {
-			break
+		if !st.Done || err != nil || !ok || m.State != migrate.StateDone {
+			return fmt.Errorf("follow state %+v, marker %+v ok %t err %v", st, m, ok, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no cut-over after a client's write: state %+v, marker %+v %v", st, m, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if v := followBrokenValue(t, tr.r); v != 0 {
 		t.Fatalf("%s = %v after the cut-over", followBrokenMetric, v)
 	}

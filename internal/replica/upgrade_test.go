@@ -1,13 +1,16 @@
 package replica
 
 import (
+	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +69,35 @@ type testReplica struct {
 	cfg  config.Config
 	tls  pki.Files
 	topo string
+	// topology, when set, is the replica's topology source instead of
+	// the static file topo.
+	topology topology.Source
+}
+
+// self is the replica's identity as New derives it from the config.
+func (tr *testReplica) self() topology.Replica {
+	return topology.Replica{
+		Name:       tr.cfg.Name,
+		Ordinal:    tr.cfg.OrdinalValue(),
+		ClientURL:  tr.cfg.ClientURL,
+		PeerURL:    tr.cfg.PeerURL,
+		AgentURL:   tr.cfg.AgentURL,
+		MetricsURL: tr.cfg.MetricsURL,
+	}
+}
+
+// passCounter counts the passes of a replica's loop: while its etcd does
+// not run (the controller reads the desired count only on a leader), each
+// pass reads it exactly once. A test that must see "a few more passes
+// change nothing" awaits them instead of sleeping for some intervals.
+type passCounter struct {
+	topology.Source
+	n atomic.Int64
+}
+
+func (p *passCounter) Desired(ctx context.Context) (int, error) {
+	p.n.Add(1)
+	return p.Source.Desired(ctx)
 }
 
 // newTestReplica prepares ordinal 0 of a one-replica cluster whose data
@@ -101,7 +133,7 @@ func newTestReplica(t *testing.T, dir string, edit func(*config.Config)) *testRe
 // start starts the replica; it is closed when the test ends.
 func (tr *testReplica) start(t *testing.T) {
 	t.Helper()
-	r, err := New(tr.cfg, Options{Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	r, err := New(tr.cfg, Options{Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), Topology: tr.topology})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,17 +173,14 @@ func (tr *testReplica) decision() plan.ReplicaDecision {
 // waitDecision waits until the replica's decision reason contains want.
 func (tr *testReplica) waitDecision(t *testing.T, mode plan.Mode, want string) plan.ReplicaDecision {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		d := tr.decision()
-		if d.Mode == mode && strings.Contains(d.Reason, want) {
-			return d
+	var d plan.ReplicaDecision
+	testtools.WaitFor(t, 30*time.Second, fmt.Sprintf("decision %v with %q", mode, want), func(context.Context) error {
+		if d = tr.decision(); d.Mode != mode || !strings.Contains(d.Reason, want) {
+			return fmt.Errorf("decision %v (%s)", d.Mode, d.Reason)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("decision %v (%s); want %v with %q", d.Mode, d.Reason, mode, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return d
 }
 
 // treeSum hashes every file's path, mode and content under dir.
@@ -202,16 +231,17 @@ func TestReadStorageVersion(t *testing.T) {
 			p := testtools.StartEtcdProcess(t, testtools.Path(t, tc.tool), dir)
 			// etcd records the storage version a few seconds after the
 			// cluster version is decided; wait for 3.6 to do so.
-			deadline := time.Now().Add(30 * time.Second)
-			for tc.want != (plan.StorageVersion{}) {
-				st, err := p.Client.Status(t.Context(), p.ClientURL)
-				if err == nil && st.StorageVersion != "" {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s recorded no storage version in 30s", tc.tool)
-				}
-				time.Sleep(100 * time.Millisecond)
+			if tc.want != (plan.StorageVersion{}) {
+				testtools.WaitFor(t, 30*time.Second, tc.tool+" recorded its storage version", func(ctx context.Context) error {
+					st, err := p.Client.Status(ctx, p.ClientURL)
+					if err != nil {
+						return err
+					}
+					if st.StorageVersion == "" {
+						return errors.New("status reports no storage version")
+					}
+					return nil
+				})
 			}
 			p.Stop(t)
 			if v, err := ReadStorageVersion(dir); err != nil || v != tc.want {
@@ -247,16 +277,14 @@ func embedDataDir(t *testing.T, dir string, waitVersion bool) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("etcd not ready")
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	// StorageVersion reports 3.5 until etcd recorded its own.
-	for waitVersion {
-		if v := e.Server.StorageVersion(); v != nil && v.Minor >= 6 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("etcd recorded no storage version in 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if waitVersion {
+		testtools.WaitFor(t, 30*time.Second, "etcd recorded its storage version", func(context.Context) error {
+			if v := e.Server.StorageVersion(); v == nil || v.Minor < 6 {
+				return fmt.Errorf("storage version %v", v)
+			}
+			return nil
+		})
 	}
 }
 
@@ -361,10 +389,18 @@ func TestStorageGateRefuses(t *testing.T) {
 			tr := newTestReplica(t, dir, tc.edit)
 			tc.setup(t, tr.cfg.DataDir)
 			before := treeSum(t, filepath.Dir(tr.cfg.DataDir))
+			passes := &passCounter{Source: topology.NewStatic(tr.cfg.Topology.File, tr.self())}
+			tr.topology = passes
 			tr.start(t)
 			tr.waitDecision(t, plan.Wait, tc.want)
 			// A few more passes of the loop must not change anything either.
-			time.Sleep(3 * tr.cfg.Controller.Interval)
+			seen := passes.n.Load()
+			testtools.WaitFor(t, 30*time.Second, "three more passes of the replica's loop", func(context.Context) error {
+				if n := passes.n.Load() - seen; n < 3 {
+					return fmt.Errorf("%d passes since the refusal", n)
+				}
+				return nil
+			})
 			tr.waitDecision(t, plan.Wait, tc.want)
 			_ = tr.r.Close()
 			if after := treeSum(t, filepath.Dir(tr.cfg.DataDir)); after != before {

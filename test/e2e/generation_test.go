@@ -16,6 +16,7 @@ import (
 
 	"github.com/vetcd/vetcd/internal/local"
 	"github.com/vetcd/vetcd/internal/plan"
+	"github.com/vetcd/vetcd/internal/testtools"
 	"github.com/vetcd/vetcd/internal/topology"
 )
 
@@ -109,21 +110,21 @@ func TestDroppedReplicasNeverServeAfterRebuild(t *testing.T) {
 			t.Fatalf("a replica dropped by the rebuild answered a linearizable read without the rebuilt cluster's write (probe %d)", n)
 		}
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for n := 0; ; n++ {
-		probe(n)
-		if refusedAll(t, dir, dropped) {
-			break
+	probes := 0
+	testtools.WaitFor(t, 90*time.Second, "the dropped replicas decide how to treat their old data", func(context.Context) error {
+		probe(probes)
+		probes++
+		if !refusedAll(t, dir, dropped) {
+			return fmt.Errorf("replicas %v have not all logged the decision (%d probes refused)", dropped, probes)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the dropped replicas did not decide within 90s how to treat their old data")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	// They have decided; they still must not serve for a few more probes.
+	every := time.NewTicker(300 * time.Millisecond)
+	defer every.Stop()
 	for n := 0; n < 10; n++ {
 		probe(1000 + n)
-		time.Sleep(300 * time.Millisecond)
+		<-every.C
 	}
 
 	resume()

@@ -11,8 +11,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
-
 	"io"
 	"math/rand/v2"
 	"net"
@@ -33,6 +33,7 @@ import (
 	"github.com/vetcd/vetcd/internal/local"
 	"github.com/vetcd/vetcd/internal/pki"
 	"github.com/vetcd/vetcd/internal/status"
+	"github.com/vetcd/vetcd/internal/testtools"
 )
 
 // binary is the vetcd binary under test: $VETCD_BIN, or built once by
@@ -407,10 +408,13 @@ func (w *writer) run(ctx context.Context) {
 			w.failures++
 		}
 		w.mu.Unlock()
+		pause := 5 * time.Millisecond // a steady load, not a flood
 		if err != nil {
-			time.Sleep(20 * time.Millisecond)
-		} else {
-			time.Sleep(5 * time.Millisecond)
+			pause = 20 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
 		}
 	}
 }
@@ -445,13 +449,12 @@ func (w *writer) count() int {
 func (w *writer) waitAcked(n int, timeout time.Duration) {
 	w.t.Helper()
 	target := w.count() + n
-	deadline := time.Now().Add(timeout)
-	for w.count() < target {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("writes stalled: %d acknowledged, want %d", w.count(), target)
+	testtools.WaitFor(w.t, timeout, fmt.Sprintf("%d more writes acknowledged", n), func(context.Context) error {
+		if got := w.count(); got < target {
+			return fmt.Errorf("writes stalled: %d acknowledged, want %d", got, target)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // verify reads every acknowledged write back, linearizably.
@@ -468,6 +471,8 @@ func (w *writer) verify(cli *clientv3.Client) {
 	}
 	var resp *clientv3.GetResponse
 	var err error
+	retry := time.NewTicker(500 * time.Millisecond)
+	defer retry.Stop()
 	for try := 0; try < 20; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		resp, err = cli.Get(ctx, w.prefix+"/", clientv3.WithPrefix())
@@ -475,7 +480,7 @@ func (w *writer) verify(cli *clientv3.Client) {
 		if err == nil {
 			break
 		}
-		time.Sleep(500 * time.Millisecond)
+		<-retry.C
 	}
 	if err != nil {
 		w.t.Fatalf("read back: %v", err)
@@ -502,22 +507,18 @@ func (w *writer) verify(cli *clientv3.Client) {
 // waitLeader waits until the named member leads.
 func (c *cluster) waitLeader(name string, timeout time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testtools.WaitFor(c.t, timeout, name+" leads", func(context.Context) error {
 		leader := ""
 		for _, m := range c.status(len(c.endpoints(5))).Members {
 			if m.Role == "leader" {
 				leader = m.Name
 			}
 		}
-		if leader == name {
-			return
+		if leader != name {
+			return fmt.Errorf("leader is %q", leader)
 		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("leader is %q, not %s, after %s", leader, name, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // pauseSupervisor stops `vetcd up` (SIGSTOP) so that it restarts nothing
@@ -539,18 +540,20 @@ func (c *cluster) stopReplica(i int) {
 		c.resumeSupervisor()
 		c.t.Fatalf("kill replica %d: %v", i, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	gone := false
+	defer func() { // also when WaitFor fails the test
+		if !gone {
+			c.resumeSupervisor()
+		}
+	}()
+	testtools.WaitFor(c.t, 10*time.Second, fmt.Sprintf("replica %d (pid %d) gone after kill -9", i, pid), func(context.Context) error {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil || strings.Contains(string(b), ") Z ") {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			c.resumeSupervisor()
-			c.t.Fatalf("replica %d (pid %d) still running after kill -9", i, pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return errors.New("still running")
+	})
+	gone = true
 }
 
 // memberID returns the member ID of the named member, from status.

@@ -364,11 +364,13 @@ func TestKubeTopologyFollowsStatefulSet(t *testing.T) {
 	}
 	// While the pod objects exist the survivor must not rebuild.
 	deadline := time.Now().Add(8 * time.Second)
+	sample := time.NewTicker(200 * time.Millisecond)
+	defer sample.Stop()
 	for time.Now().Before(deadline) {
 		if r := k.metric(0, "vetcd_rebuilds_total"); r != 0 {
 			t.Fatalf("vetcd-0 rebuilt (%v) while the surplus pods still existed", r)
 		}
-		time.Sleep(200 * time.Millisecond)
+		<-sample.C
 	}
 	if k.ready(0) {
 		t.Fatalf("vetcd-0 is ready without quorum")

@@ -59,7 +59,9 @@ func TestMigrateFromDeployedEtcd(t *testing.T) {
 			resp, err := src.Put(wctx, key, val)
 			wcancel()
 			if err != nil {
+				mu.Lock()
 				werr = err
+				mu.Unlock()
 				return
 			}
 			mu.Lock()
@@ -86,9 +88,18 @@ func TestMigrateFromDeployedEtcd(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "c")
 	c := startUp(t, dir, freeBasePort(t, 3), 3, "--config", cfg)
 	c.requireSettled(3)
-	for before := count(); count() < before+200; {
-		time.Sleep(10 * time.Millisecond)
-	}
+	before := count()
+	testtools.WaitFor(t, time.Minute, "200 more writes to the source", func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if werr != nil {
+			t.Fatalf("writer: %v", werr)
+		}
+		if n < before+200 {
+			return fmt.Errorf("%d more writes acknowledged", n-before)
+		}
+		return nil
+	})
 	halt()
 	if werr != nil {
 		t.Fatalf("writer: %v", werr)
@@ -219,19 +230,14 @@ func TestMigrateFollowSurvivesStalledSource(t *testing.T) {
 	// copied waits until vetcd holds key as the source wrote it at rev.
 	copied := func(key string, rev int64, timeout time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
-			r, err := cli.Get(ctx, key)
+		testtools.WaitFor(t, timeout, fmt.Sprintf("source write %s at revision %d in vetcd", key, rev), func(cctx context.Context) error {
+			r, err := cli.Get(cctx, key)
 			if err == nil && len(r.Kvs) == 1 && r.Kvs[0].ModRevision == rev {
-				return
+				return nil
 			}
-			if time.Now().After(deadline) {
-				m, ok, merr := migrate.ReadEtcdMarker(ctx, cli)
-				t.Fatalf("source write %s at revision %d not in vetcd after %s (vetcd has %v, err %v); marker %+v ok %t err %v",
-					key, rev, timeout, r, err, m, ok, merr)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			m, ok, merr := migrate.ReadEtcdMarker(cctx, cli)
+			return fmt.Errorf("vetcd has %v, err %v; marker %+v ok %t err %v", r, err, m, ok, merr)
+		})
 	}
 	before, err := src.Put(ctx, "/registry/before", "b")
 	if err != nil {
@@ -242,23 +248,18 @@ func TestMigrateFollowSurvivesStalledSource(t *testing.T) {
 	if err := p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The stall is the fault: it must outlast the master lease's TTL, and
+	// while the source is stopped there is no event to await.
 	time.Sleep(12 * time.Second)
 	if err := p.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	var after *clientv3.PutResponse
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	testtools.WaitFor(t, 30*time.Second, "the resumed source takes a write", func(pctx context.Context) error {
+		var err error
 		after, err = src.Put(pctx, "/registry/after", "a")
-		pcancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the resumed source takes no write: %v", err)
-		}
-	}
+		return err
+	})
 	copied("/registry/after", after.Header.Revision, 30*time.Second)
 	m, ok, err := migrate.ReadEtcdMarker(ctx, cli)
 	if err != nil || !ok || m.State != migrate.StateFollowing {
@@ -272,16 +273,12 @@ func TestMigrateFollowSurvivesStalledSource(t *testing.T) {
 	if _, err := cli.Put(ctx, "/registry/own", "o"); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	testtools.WaitFor(t, 30*time.Second, "the cut-over after a client's write to vetcd", func(context.Context) error {
 		m, ok, err = migrate.ReadEtcdMarker(ctx, cli)
-		if err == nil && ok && m.State == migrate.StateDone {
-			break
+		if err != nil || !ok || m.State != migrate.StateDone {
+			return fmt.Errorf("marker %+v ok %t err %v", m, ok, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no cut-over after a client's write to vetcd: marker %+v ok %t err %v", m, ok, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	t.Logf("followed through a 12 s source stall (source revision %d copied); cut over: %s", after.Header.Revision, m.Reason)
 }

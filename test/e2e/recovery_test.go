@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/storage/mvcc/testutil"
+
+	"github.com/vetcd/vetcd/internal/testtools"
 )
 
 // recoveryConfig shortens the thresholds so scenarios run in seconds.
@@ -145,23 +147,17 @@ func TestRecoverStuckLearner(t *testing.T) {
 	c, w := startRecoveryCluster(t, "")
 	id := c.memberID(3, "vetcd-2")
 	c.stopReplica(2)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(c.resumeSupervisor) // also when a wait below fails the test
+	deadline := time.Now().Add(30 * time.Second)
 	cli := c.client(2)
 	removeMember(t, cli, id)
 	var added *clientv3.MemberAddResponse
-	for {
+	// etcd refuses adds for 5s after a removal.
+	testtools.WaitFor(t, time.Until(deadline), "add learner", func(ctx context.Context) error {
 		var err error
 		added, err = cli.MemberAddAsLearner(ctx, []string{fmt.Sprintf("https://127.0.0.1:%d", c.basePort+21)})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			c.resumeSupervisor()
-			t.Fatalf("add learner: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond) // etcd refuses adds for 5s after a removal
-	}
+		return err
+	})
 	start := time.Now()
 	waitFor(t, 45*time.Second, "stuck learner removed", func() bool {
 		for _, m := range c.status(2).Members {
@@ -230,7 +226,10 @@ func TestNoQuorumNothingRemoved(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	time.Sleep(25 * time.Second) // 2.5x the unresponsive threshold: nothing may happen
+	// The stop is held for 2.5x the unresponsive threshold and nothing may
+	// happen: the fault's length is the test's input, there is no event to
+	// await (what is checked is the membership after it).
+	time.Sleep(25 * time.Second)
 	for _, p := range []int{p1, p2} {
 		if err := syscall.Kill(p, syscall.SIGCONT); err != nil {
 			t.Fatal(err)
@@ -279,6 +278,9 @@ func TestRecoverTwoAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	raiseAlarm(t, c, id2, pb.AlarmType_CORRUPT)
+	// The stop is held for 2x the unresponsive threshold, so that both
+	// recoveries are due at once; the fault's length is the test's input,
+	// not a condition to await.
 	time.Sleep(20 * time.Second)
 	if err := syscall.Kill(p1, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -296,19 +298,13 @@ func TestRecoverTwoAtOnce(t *testing.T) {
 // membership changes right after one (its 5s strict-reconfig window).
 func removeMember(t *testing.T, cli *clientv3.Client, id uint64) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	testtools.WaitFor(t, 30*time.Second, fmt.Sprintf("member remove %x", id), func(ctx context.Context) error {
 		_, err := cli.MemberRemove(ctx, id)
-		cancel()
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+		if err != nil && !errors.Is(err, rpctypes.ErrUnhealthy) {
 			t.Fatalf("member remove %x: %v", id, err)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 func requireMovedAside(t *testing.T, c *cluster, i int) {
@@ -319,15 +315,16 @@ func requireMovedAside(t *testing.T, c *cluster, i int) {
 	}
 }
 
+// waitFor is testtools.WaitFor for a condition that only says yes or no;
+// a wait that can say what it last saw calls testtools.WaitFor itself.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
+	testtools.WaitFor(t, timeout, what, func(context.Context) error {
+		if !cond() {
+			return errors.New("the condition still does not hold")
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func raiseAlarm(t *testing.T, c *cluster, id uint64, typ pb.AlarmType) {
@@ -406,8 +403,11 @@ func startOverwriter(t *testing.T, cli *clientv3.Client, prefix string, keys, si
 				ow.nospace++
 			}
 			ow.mu.Unlock()
-			if err != nil {
-				time.Sleep(50 * time.Millisecond)
+			if err != nil { // a back-off while the quota is full
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
 			}
 		}
 	}()

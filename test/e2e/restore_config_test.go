@@ -15,6 +15,7 @@ import (
 	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/snapshot"
 	"github.com/vetcd/vetcd/internal/storage"
+	"github.com/vetcd/vetcd/internal/testtools"
 	"github.com/vetcd/vetcd/internal/topology"
 )
 
@@ -184,17 +185,12 @@ func readRecord(t *testing.T, path string) string {
 
 func waitRecord(t *testing.T, path string, ok func(string) bool, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		r := readRecord(t, path)
-		if ok(r) {
-			return
+	testtools.WaitFor(t, timeout, "the cluster record", func(context.Context) error {
+		if r := readRecord(t, path); !ok(r) {
+			return fmt.Errorf("cluster record still %q", r)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster record still %q after %s", r, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // restoredFrom is the snapshot URL the current generation was restored

@@ -54,7 +54,10 @@ func TestScaleDownUnderStatusPolling(t *testing.T) {
 							polls++
 							mu.Unlock()
 						} else {
-							time.Sleep(time.Millisecond)
+							select { // not a busy loop while the member is gone
+							case <-ctx.Done():
+							case <-time.After(time.Millisecond):
+							}
 						}
 					}
 				})

@@ -214,7 +214,7 @@ func TestScheduledSnapshotsS3(t *testing.T) {
 		return c.metric(l, "vetcd_snapshot_failures_total") == 0 &&
 			c.metric(l, "vetcd_snapshot_last_success_timestamp_seconds") > 0 && len(ours()) >= 2
 	})
-	time.Sleep(5 * time.Second) // more schedule ticks: retention must keep the count at 2
+	awaitMoreSnapshots(t, c, 2) // retention must keep the count at 2 after them
 	waitFor(t, 5*time.Second, "retention keeps 2", func() bool {
 		n := len(ours())
 		if n > 3 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vetcd/vetcd/internal/snapshot"
 	"github.com/vetcd/vetcd/internal/storage"
+	"github.com/vetcd/vetcd/internal/testtools"
 )
 
 // TestSnapshotCreateListDelete drives `vetcd snapshot` against a running
@@ -275,7 +276,7 @@ func TestScheduledSnapshotsAndRetention(t *testing.T) {
 			c.metric(c.leaderOrdinal(), "vetcd_snapshot_last_success_timestamp_seconds") > 0 && len(ours()) >= 2 &&
 			c.metric(c.leaderOrdinal(), "vetcd_snapshot_last_size_bytes") > 0
 	})
-	time.Sleep(5 * time.Second) // more schedule ticks: retention must keep the count at 2
+	awaitMoreSnapshots(t, c, 2) // retention must keep the count at 2 after them
 	// A new snapshot is listed a moment before retention prunes the
 	// oldest, so a count of 3 is allowed in passing; it must settle at 2
 	// and never exceed 3.
@@ -325,4 +326,21 @@ func requireDecodes(ctx context.Context, t *testing.T, b storage.Backend, keys s
 			t.Fatalf("decode %s: %d bytes (manifest %d), %v", name, n, m.Size, err)
 		}
 	}
+}
+
+// awaitMoreSnapshots waits until the leader took n more scheduled
+// snapshots (its last-success time moved n times).
+func awaitMoreSnapshots(t *testing.T, c *cluster, n int) {
+	t.Helper()
+	const metric = "vetcd_snapshot_last_success_timestamp_seconds"
+	last, more := c.metric(c.leaderOrdinal(), metric), 0
+	testtools.WaitFor(t, 30*time.Second, fmt.Sprintf("%d more scheduled snapshots", n), func(context.Context) error {
+		if ts := c.metric(c.leaderOrdinal(), metric); ts > last {
+			last, more = ts, more+1
+		}
+		if more < n {
+			return fmt.Errorf("%d more taken, the last at %v", more, time.Unix(int64(last), 0).UTC())
+		}
+		return nil
+	})
 }

@@ -73,6 +73,8 @@ func TestUpRefusedChangesNothing(t *testing.T) {
 
 			// The running cluster stays as it was: watch it for ~5 s.
 			deadline := time.Now().Add(5 * time.Second)
+			sample := time.NewTicker(time.Second)
+			defer sample.Stop()
 			for samples := 0; time.Now().Before(deadline) || samples < 5; samples++ {
 				for i, pid := range pids {
 					if pid == 0 || syscall.Kill(pid, 0) != nil || c.pid(i) != pid {
@@ -92,7 +94,7 @@ func TestUpRefusedChangesNothing(t *testing.T) {
 				if len(st.Members) != 3 || len(voters) != 3 {
 					t.Fatalf("after the refused command: %d members, voters %v; want 3 voters", len(st.Members), voters)
 				}
-				time.Sleep(time.Second)
+				<-sample.C
 			}
 			if f, err := topology.ReadFile(filepath.Join(dir, "topology.json")); err != nil || f.Desired != 3 {
 				t.Fatalf("topology.json: desired %d (%v), want 3", f.Desired, err)

@@ -335,22 +335,10 @@ func tailFile(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// WaitFor polls cond every 100ms until it returns nil or timeout passes,
-// then fails the test with the last error.
+// WaitFor is testtools.WaitFor, kept so that tests of this package and
+// its users wait one way: it fails the test with what, the timeout and
+// cond's last error.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = cond(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testtools.WaitFor(t, timeout, what, cond)
 }
