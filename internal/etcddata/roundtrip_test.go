@@ -125,18 +125,16 @@ func TestRoundTripPerMinor(t *testing.T) {
 			// 3.6 and newer record their storage version a few seconds
 			// after the cluster version is decided.
 			var st *clientv3.StatusResponse
-			deadline := time.Now().Add(30 * time.Second)
-			for {
+			testtools.WaitFor(t, 30*time.Second, "etcd "+mv.name+" records its storage version", func(ctx context.Context) error {
 				st, err = m.cli.Status(ctx, m.url)
-				must(t, err)
-				if st.StorageVersion == mv.storageVersion {
-					break
+				if err != nil {
+					return err
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("etcd %s reports storage version %q after 30s, want %q", mv.name, st.StorageVersion, mv.storageVersion)
+				if st.StorageVersion != mv.storageVersion {
+					return fmt.Errorf("storage version %q, want %q", st.StorageVersion, mv.storageVersion)
 				}
-				time.Sleep(100 * time.Millisecond)
-			}
+				return nil
+			})
 			m.stop()
 
 			// The package reads.
