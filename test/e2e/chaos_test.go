@@ -63,7 +63,9 @@ const chaosConfig = `recovery:
 // chaosDefaultSeed), CHAOS_SEEDS (several seeds, one run each, e.g.
 // "1 2 3"), CHAOS_REPLICAS (3 or 5), CHAOS_ARTIFACTS (a directory to keep
 // the artifacts in; default the test's artifact dir with -artifacts, else a
-// temporary dir kept only on failure).
+// temporary dir kept only on failure), CHAOS_WEIGHTS (kind=weight,... to
+// draw some faults more or less often in a targeted run, e.g.
+// "restore-during-rebuild=30").
 //
 // # The faults, and which combinations are allowed
 //
@@ -109,6 +111,13 @@ const chaosConfig = `recovery:
 //   - rebuild-claimer-killed: as scale-kill-surplus, then vetcd-0 is killed
 //     while it claims or runs the rebuild; it must finish its claim after
 //     the restart, and no second survivor may rebuild beside it.
+//   - restore-during-rebuild: a snapshot while the load runs, more writes,
+//     then `vetcd snapshot restore` and a quorum-breaking scale-down with
+//     the surplus frozen and killed (a survivor wants to rebuild), in
+//     either order, 0-8 s apart. A restore rewinds the data on purpose, so
+//     the run is split into epochs there (see chaosEpoch and
+//     restoreDuringRebuild): the load stops, the epoch is checked whole,
+//     and the state after the restore must equal the snapshot's exactly.
 //
 // What is not allowed, because vetcd does not promise to survive it: a
 // destructive fault (wipe, delete-db, corrupt-db, member-remove, or a
