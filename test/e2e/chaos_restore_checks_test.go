@@ -201,6 +201,9 @@ func TestChaosRecordHistory(t *testing.T) {
 			{at(time.Second), gen(3, 1, plan.OriginFounded, &plan.Claim{Kind: plan.ClaimRestore, Holder: 1, At: at(time.Second)})},
 		}, "replaced by a restore claim of replica 1"},
 	}
+	if got, want := describeRecords(tests[0].obs), "g3 founded → g3 rebuild claim of 0 → g4 rebuilt → g5 restored"; got != want {
+		t.Errorf("describeRecords: %q, want %q", got, want)
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v := checkRecordHistory(tc.obs)

@@ -213,8 +213,8 @@ func (r *chaosRun) restoreDuringRebuild(ctx context.Context, ch *chaos, f fault,
 		}
 		v = append(v, compareStates(fmt.Sprintf("state after a refused restore of %s against the state before it", name), pre, post, false)...)
 	}
-	e.Detail = fmt.Sprintf("snapshot %s at revision %d (%d keys); %s; generation %d → %d; %d record changes seen",
-		name, snapRev, len(snap), how, before.Generation, after.Generation, len(obs))
+	e.Detail = fmt.Sprintf("snapshot %s at revision %d (%d keys); %s; record: %s",
+		name, snapRev, len(snap), how, describeRecords(obs))
 	return r.startEpoch(ctx, ep.n+1, postRev+1, post), nil
 }
 
@@ -436,6 +436,26 @@ func checkRecordHistory(obs []recordObs) []string {
 		}
 	}
 	return v
+}
+
+// describeRecords is the record's course, one step per change of
+// generation or claim: "g3 founded → g3 rebuild claim of 0 → g4 rebuilt".
+func describeRecords(obs []recordObs) string {
+	var steps []string
+	for _, o := range obs {
+		r := o.Rec
+		step := fmt.Sprintf("g%d", r.Generation)
+		if r.Made != nil {
+			step += " " + string(r.Made.How)
+		}
+		if r.Claim != nil {
+			step = fmt.Sprintf("g%d %s claim of %d", r.Generation, r.Claim.Kind, r.Claim.Holder)
+		}
+		if len(steps) == 0 || steps[len(steps)-1] != step {
+			steps = append(steps, step)
+		}
+	}
+	return strings.Join(steps, " → ")
 }
 
 // recordOf reads the cluster record of the local cluster in dir.
