@@ -50,7 +50,7 @@ func (r restoreTally) String() string {
 // (see chaosEpoch): the load stops and the epoch is checked whole. On the
 // quiet cluster, `vetcd snapshot restore` and a quorum-breaking scale-down
 // with the surplus frozen and killed (so a survivor wants to rebuild) run
-// in an order drawn from the seed, 0-8 s apart. Then:
+// in an order and 0-12 s apart as drawn from the seed. Then:
 //
 //   - the cluster record, polled throughout, never lowers its generation,
 //     never shows two histories (cluster ID, origin) under one generation,
@@ -117,8 +117,17 @@ func (r *chaosRun) restoreDuringRebuild(ctx context.Context, ch *chaos, f fault,
 	}
 
 	mon := watchRecord(c.dir)
+	// Scale first: the survivor claims its rebuild after ~4 s without a
+	// leader and runs the forced start for ~2 s more, so 2-10 s lands the
+	// restore before, on and after the claim. Restore first: it stops the
+	// replicas within a few seconds and has the restored cluster back
+	// within ~10 s, so 0-12 s lands the scale-down on the stopping, the
+	// restarting and the restored cluster, while the command still waits.
 	restoreFirst := ch.rng.IntN(2) == 0
-	delay := time.Duration(ch.rng.IntN(8000)) * time.Millisecond
+	delay := time.Duration(ch.rng.IntN(12000)) * time.Millisecond
+	if !restoreFirst {
+		delay = 2*time.Second + delay*2/3
+	}
 	leader0 := true
 	if _, err := ch.waitLeader0(ctx, time.Minute); err != nil {
 		leader0 = false

@@ -114,7 +114,7 @@ const chaosConfig = `recovery:
 //   - restore-during-rebuild: a snapshot while the load runs, more writes,
 //     then `vetcd snapshot restore` and a quorum-breaking scale-down with
 //     the surplus frozen and killed (a survivor wants to rebuild), in
-//     either order, 0-8 s apart. A restore rewinds the data on purpose, so
+//     either order, 0-12 s apart. A restore rewinds the data on purpose, so
 //     the run is split into epochs there (see chaosEpoch and
 //     restoreDuringRebuild): the load stops, the epoch is checked whole,
 //     and the state after the restore must equal the snapshot's exactly.
