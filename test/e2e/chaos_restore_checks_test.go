@@ -264,3 +264,33 @@ func TestChaosEpochStart(t *testing.T) {
 		})
 	}
 }
+
+// TestChaosRestoreApplied: a restore counts as applied by the record, also
+// when the restored cluster was rebuilt since (seed 1341: the scale-down
+// landed after the restore and broke the restored cluster's quorum, so the
+// record went g2 restored → g3 rebuilt; judged by the current origin alone,
+// the applied restore was taken for a refused one).
+func TestChaosRestoreApplied(t *testing.T) {
+	const url = "file:///s/restore-1"
+	before := plan.Record{Generation: 1, Made: &plan.Made{How: plan.OriginFounded}}
+	restored := plan.RestoredRecord(before, 2, 3, "vetcd snapshot restore", url, 20, 1e9, time.Now())
+	rebuilt := plan.NextGeneration(restored, 2, 3, plan.Made{How: plan.OriginRebuilt})
+	tests := []struct {
+		name  string
+		after plan.Record
+		want  bool
+	}{
+		{"restored", restored, true},
+		{"restored, then rebuilt", rebuilt, true},
+		{"only rebuilt", plan.NextGeneration(before, 1, 1, plan.Made{How: plan.OriginRebuilt}), false},
+		{"unchanged", before, false},
+	}
+	for _, tc := range tests {
+		if got := restoreApplied(before, tc.after, url); got != tc.want {
+			t.Errorf("%s: applied %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if restoreApplied(restored, rebuilt, url) {
+		t.Error("a restore from an earlier fault with the same URL is not this one's")
+	}
+}

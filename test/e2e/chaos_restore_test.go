@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -193,7 +194,7 @@ func (r *chaosRun) restoreDuringRebuild(ctx context.Context, ch *chaos, f fault,
 	v = append(v, serving...)
 	v = append(v, checkRecordHistory(obs)...)
 
-	applied := after.Generation > before.Generation && after.Made != nil && after.Made.How == plan.OriginRestored && after.Made.URL == url
+	applied := restoreApplied(before, after, url)
 	post, postRev, err := readState(ctx, c.client(ch.desired))
 	if err != nil {
 		return ep, fmt.Errorf("read the state after the restore: %w", err)
@@ -225,6 +226,14 @@ func (r *chaosRun) restoreDuringRebuild(ctx context.Context, ch *chaos, f fault,
 	e.Detail = fmt.Sprintf("snapshot %s at revision %d (%d keys); %s; record: %s",
 		name, snapRev, len(snap), how, describeRecords(obs))
 	return r.startEpoch(ctx, ep.n+1, postRev+1, post), nil
+}
+
+// restoreApplied says whether the record after says a restore from url
+// completed since the record before: a later generation that lists url
+// among the restored snapshots. The current generation's origin is not
+// enough: the scale-down may have made the restored cluster rebuild since.
+func restoreApplied(before, after plan.Record, url string) bool {
+	return after.Generation > before.Generation && slices.Contains(after.Restored, url) && !slices.Contains(before.Restored, url)
 }
 
 func lastLine(s string) string {
