@@ -80,6 +80,9 @@ type chaos struct {
 	proxies []proxy.Server
 	desired int
 
+	// weights overrides the schedule's weights by kind (CHAOS_WEIGHTS).
+	weights map[string]int
+
 	mu       sync.Mutex
 	timeline []faultEvent
 	counts   map[string]int
@@ -120,7 +123,57 @@ const (
 	// data, it must finish its claim, and the other survivor must never
 	// rebuild beside it.
 	fKillClaimer = "rebuild-claimer-killed"
+	// fRestoreRebuild: a snapshot, more writes, then `vetcd snapshot
+	// restore` and a quorum-breaking scale-down with the surplus frozen
+	// and killed (a survivor then wants to rebuild), in an order and with
+	// a delay drawn from the seed (see restoreDuringRebuild).
+	fRestoreRebuild = "restore-during-rebuild"
 )
+
+// chaosKinds are the fault kinds the schedule draws from while the
+// cluster has three voters or more, with their weights.
+var chaosKinds = []struct {
+	kind   string
+	weight int
+}{
+	{fKill, 10}, {fKillMajority, 5}, {fStop, 10}, {fStopLeader, 5}, {fStopMajority, 6},
+	{fPartition, 10}, {fPartitionLeader, 6}, {fWipeData, 6}, {fCorruptDB, 5}, {fDeleteDB, 4},
+	{fMemberRemove, 6}, {fScale, 8}, {fScaleKill, 4}, {fZombie, 3}, {fKillClaimer, 3},
+	{fRestoreRebuild, 3},
+}
+
+// setWeights reads CHAOS_WEIGHTS, "kind=weight,kind=weight": the weights
+// of those kinds for a targeted run (0 leaves a kind out); the others keep
+// theirs. The rules of next still apply.
+func (ch *chaos) setWeights(v string) error {
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
+		kind, w, ok := strings.Cut(f, "=")
+		n, err := strconv.Atoi(w)
+		known := false
+		for _, e := range chaosKinds {
+			known = known || e.kind == kind
+		}
+		if !ok || err != nil || n < 0 || !known {
+			return fmt.Errorf("CHAOS_WEIGHTS=%q: %q is not kind=weight with a known kind and a weight of 0 or more", v, f)
+		}
+		if ch.weights == nil {
+			ch.weights = map[string]int{}
+		}
+		ch.weights[kind] = n
+	}
+	total := 0
+	for _, e := range chaosKinds {
+		if w, ok := ch.weights[e.kind]; ok {
+			total += w
+		} else {
+			total += e.weight
+		}
+	}
+	if total == 0 {
+		return fmt.Errorf("CHAOS_WEIGHTS=%q leaves no fault kind", v)
+	}
+	return nil
+}
 
 // next draws the next fault from the seed, given the desired count. The
 // rules (see TestChaos) keep every fault within what vetcd promises to
@@ -139,27 +192,25 @@ func (ch *chaos) next() fault {
 		}
 		return fault{kind: fScale, scaleTo: 3}
 	}
-	type w struct {
-		kind   string
-		weight int
-	}
-	table := []w{
-		{fKill, 10}, {fKillMajority, 5}, {fStop, 10}, {fStopLeader, 5}, {fStopMajority, 6},
-		{fPartition, 10}, {fPartitionLeader, 6}, {fWipeData, 6}, {fCorruptDB, 5}, {fDeleteDB, 4},
-		{fMemberRemove, 6}, {fScale, 8}, {fScaleKill, 4}, {fZombie, 3}, {fKillClaimer, 3},
+	weight := func(kind string, w int) int {
+		if o, ok := ch.weights[kind]; ok {
+			return o
+		}
+		return w
 	}
 	total := 0
-	for _, e := range table {
-		total += e.weight
+	for _, e := range chaosKinds {
+		total += weight(e.kind, e.weight)
 	}
 	r := ch.rng.IntN(total)
 	kind := ""
-	for _, e := range table {
-		if r < e.weight {
+	for _, e := range chaosKinds {
+		if w := weight(e.kind, e.weight); r < w {
 			kind = e.kind
 			break
+		} else {
+			r -= w
 		}
-		r -= e.weight
 	}
 	f := fault{kind: kind}
 	switch kind {
@@ -173,7 +224,7 @@ func (ch *chaos) next() fault {
 	case fKillMajority, fStopMajority:
 		f.targets = ch.rng.Perm(n)[:n/2+1]
 		f.hold = time.Duration(3000+ch.rng.IntN(17000)) * time.Millisecond
-	case fScaleKill, fZombie, fKillClaimer:
+	case fScaleKill, fZombie, fKillClaimer, fRestoreRebuild:
 		f.scaleTo = []int{1, 2}[ch.rng.IntN(2)]
 		if n == 3 {
 			f.scaleTo = 1

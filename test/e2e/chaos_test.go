@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -61,7 +63,9 @@ const chaosConfig = `recovery:
 // chaosDefaultSeed), CHAOS_SEEDS (several seeds, one run each, e.g.
 // "1 2 3"), CHAOS_REPLICAS (3 or 5), CHAOS_ARTIFACTS (a directory to keep
 // the artifacts in; default the test's artifact dir with -artifacts, else a
-// temporary dir kept only on failure).
+// temporary dir kept only on failure), CHAOS_WEIGHTS (kind=weight,... to
+// draw some faults more or less often in a targeted run, e.g.
+// "restore-during-rebuild=30").
 //
 // # The faults, and which combinations are allowed
 //
@@ -107,6 +111,13 @@ const chaosConfig = `recovery:
 //   - rebuild-claimer-killed: as scale-kill-surplus, then vetcd-0 is killed
 //     while it claims or runs the rebuild; it must finish its claim after
 //     the restart, and no second survivor may rebuild beside it.
+//   - restore-during-rebuild: a snapshot while the load runs, more writes,
+//     then `vetcd snapshot restore` and a quorum-breaking scale-down with
+//     the surplus frozen and killed (a survivor wants to rebuild), in
+//     either order, 0-12 s apart. A restore rewinds the data on purpose, so
+//     the run is split into epochs there (see chaosEpoch and
+//     restoreDuringRebuild): the load stops, the epoch is checked whole,
+//     and the state after the restore must equal the snapshot's exactly.
 //
 // What is not allowed, because vetcd does not promise to survive it: a
 // destructive fault (wipe, delete-db, corrupt-db, member-remove, or a
@@ -203,8 +214,7 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 		return cli
 	}
 
-	// The workload: 4 clients, 2 watchers, a compactor.
-	w := newWorkload(seed)
+	// The workload of the first epoch: 4 clients, 2 watchers, a compactor.
 	start := c.client(replicas)
 	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 	resp, err := start.Get(sctx, "chaos-start")
@@ -212,22 +222,9 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	from := resp.Header.Revision + 1
-	wctx, wcancel := context.WithCancel(ctx)
-	watchCtx, watchCancel := context.WithCancel(ctx)
-	var wg, watchWG sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		w.startWatcher(watchCtx, &watchWG, fmt.Sprintf("w%d", i), newClient(), from)
-	}
-	defer func() { watchCancel(); watchWG.Wait() }()
-	const clients = 4
-	for i := 0; i < clients; i++ {
-		cli := newClient()
-		wg.Add(1)
-		go func() { defer wg.Done(); w.runClient(wctx, i, cli) }()
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); w.runCompactor(wctx, newClient(), 20*time.Second) }()
+	run := &chaosRun{t: t, c: c, seed: seed, clock: newHistory(), newClient: newClient, snapshots: filepath.Join(t.TempDir(), "snapshots")}
+	ep := run.startEpoch(ctx, 0, resp.Header.Revision+1, nil)
+	defer func() { ep.stop() }()
 	ms := &metricsScraper{c: c, last: map[string]map[string]float64{}}
 	mctx, mcancel := context.WithCancel(ctx)
 	mdone := make(chan struct{})
@@ -235,102 +232,91 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 	defer func() { mcancel(); <-mdone }()
 
 	// The fault schedule.
-	ch := &chaos{t: t, c: c, rng: rand.New(rand.NewPCG(seed, 0x636861)), h: w.h, proxies: proxies, desired: replicas, counts: map[string]int{}}
-	var violations []string
+	ch := &chaos{t: t, c: c, rng: rand.New(rand.NewPCG(seed, 0x636861)), h: run.clock, proxies: proxies, desired: replicas, counts: map[string]int{}}
+	if err := ch.setWeights(os.Getenv("CHAOS_WEIGHTS")); err != nil {
+		t.Fatal(err)
+	}
 	var convergeMax time.Duration
 	for time.Since(began) < dur {
 		f := ch.next()
-		if err := ch.inject(ctx, f); err != nil {
-			violations = append(violations, fmt.Sprintf("fault %s could not be applied: %v", f.kind, err))
+		if f.kind == fRestoreRebuild {
+			ep, err = run.restoreDuringRebuild(ctx, ch, f, ep)
+		} else {
+			err = ch.inject(ctx, f)
+		}
+		if err != nil {
+			run.violations = append(run.violations, fmt.Sprintf("fault %s could not be applied: %v", f.kind, err))
 			break
 		}
 		took, err := ch.converge(ctx, 4*time.Minute)
 		if err != nil {
-			violations = append(violations, fmt.Sprintf("after %s the cluster did not converge to %d healthy voters within 4m: %v", f.kind, ch.desired, err))
+			run.violations = append(run.violations, fmt.Sprintf("after %s the cluster did not converge to %d healthy voters within 4m: %v", f.kind, ch.desired, err))
 			break
 		}
 		convergeMax = max(convergeMax, took)
 		sleepCtx(ctx, time.Duration(1000+ch.rng.IntN(4000))*time.Millisecond)
 	}
 
-	// Stop the load, then a fence write that every watcher must reach.
-	wcancel()
-	wg.Wait()
-	sleepCtx(ctx, 2*time.Second)
-	final := c.client(ch.desired)
-	var fence int64
-	for try := 0; ; try++ {
-		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
-		r, err := final.Put(fctx, chaosPrefix+"fence", fmt.Sprintf("fence-%d", seed))
-		fcancel()
-		if err == nil {
-			fence = r.Header.Revision
-			w.sawRev(fence)
-			break
-		}
-		if try == 20 {
-			violations = append(violations, fmt.Sprintf("fence write failed 20 times after the faults ended: %v", err))
-			break
-		}
-		sleepCtx(ctx, time.Second)
-	}
-	// The watchers run on until they reach the fence.
-	deadline := time.Now().Add(time.Minute)
-	for fence > 0 && w.minWatched() < fence && time.Now().Before(deadline) {
-		sleepCtx(ctx, 100*time.Millisecond)
-	}
-	watchCancel()
-	watchWG.Wait()
-
-	// Final reads: every hot key (recorded as gets after everything else)
-	// and every append-only key.
-	ops, logOK := chaosFinalReads(t, ctx, final, w)
-	violations = append(violations, logOK...)
-	w.mu.Lock()
-	staleLeases, leaseViolations := splitLeaseLosses(w.leaseErr, ch.timeline)
-	w.mu.Unlock()
-	violations = append(violations, leaseViolations...)
-	for _, l := range staleLeases {
-		t.Logf("chaos: etcd stale-leader lease answer (not a vetcd violation, see splitLeaseLosses): %s", l)
-	}
-
-	logs := w.watchLogs()
-	violations = append(violations, checkWatches(ops, logs, fence)...)
-	violations = append(violations, checkReadRevisions(ops)...)
-	var end int64
-	for _, op := range ops {
-		end = max(end, op.Return)
-	}
-	resolved := resolveUnknown(ops, logs, end+1)
-	var kv []record
-	for _, op := range resolved {
-		if !strings.HasPrefix(op.In.Key, chaosLog) {
-			kv = append(kv, op)
-		}
-	}
-	checkStart := time.Now()
-	res, info, _ := checkLinearizable(kv, 10*time.Minute)
-	checkTook := time.Since(checkStart)
-	switch res {
-	case porcupine.Illegal:
-		violations = append(violations, fmt.Sprintf("the history is not linearizable: keys %s (see the visualization)", strings.Join(illegalKeys(kv), ", ")))
-	case porcupine.Unknown:
-		violations = append(violations, "porcupine could not decide within 10m")
-	}
+	// The last epoch ends with the run: its load stops and it is checked.
+	run.endEpoch(ctx, ep, ch)
 	_, convergeErr := ch.converge(ctx, 4*time.Minute)
 	if convergeErr != nil {
-		violations = append(violations, fmt.Sprintf("at the end the cluster did not converge: %v", convergeErr))
+		run.violations = append(run.violations, fmt.Sprintf("at the end the cluster did not converge: %v", convergeErr))
 	}
 	ms.scrape()
 
-	// The summary.
-	stats, total := w.statsLine()
-	unknown := 0
-	for _, op := range ops {
-		if op.Out.Unknown {
-			unknown++
+	// The summary, over every epoch.
+	stats := map[string]int{}
+	total, unknown, kvOps, events, restarts, compactions := 0, 0, 0, 0, 0, 0
+	var checkTook time.Duration
+	var staleLeases, violations []string
+	res := porcupine.Ok
+	reasons := map[string]int{}
+	var logs []*watchLog
+	for _, r := range run.results {
+		for k, n := range r.stats {
+			stats[k] += n
+			total += n
+		}
+		for _, op := range r.ops {
+			if op.Out.Unknown {
+				unknown++
+			}
+		}
+		kvOps += len(r.kv)
+		checkTook += r.checkTook
+		compactions += r.compactions
+		staleLeases = append(staleLeases, r.staleLeases...)
+		switch {
+		case r.res == porcupine.Illegal:
+			res = porcupine.Illegal
+		case r.res == porcupine.Unknown && res == porcupine.Ok:
+			res = porcupine.Unknown
+		}
+		for _, l := range r.logs {
+			logs = append(logs, l)
+			events += len(l.Events)
+			restarts += l.Restarts
+			for k, n := range l.Reasons {
+				reasons[k] += n
+			}
+		}
+		for _, v := range r.violations {
+			if len(run.results) > 1 {
+				v = fmt.Sprintf("epoch %d: %s", r.n, v)
+			}
+			violations = append(violations, v)
 		}
 	}
+	violations = append(violations, run.violations...)
+	for _, l := range staleLeases {
+		t.Logf("chaos: etcd stale-leader lease answer (not a vetcd violation, see splitLeaseLosses): %s", l)
+	}
+	var st []string
+	for k, n := range stats {
+		st = append(st, fmt.Sprintf("%s=%d", k, n))
+	}
+	sort.Strings(st)
 	ch.mu.Lock()
 	var fk []string
 	nf := 0
@@ -352,15 +338,6 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 		rec = append(rec, fmt.Sprintf("%s=%g", strings.TrimPrefix(k, "vetcd_recoveries_total"), v))
 	}
 	sort.Strings(rec)
-	events, restarts := 0, 0
-	reasons := map[string]int{}
-	for _, l := range logs {
-		events += len(l.Events)
-		restarts += l.Restarts
-		for k, n := range l.Reasons {
-			reasons[k] += n
-		}
-	}
 	var rs []string
 	for k, n := range reasons {
 		rs = append(rs, fmt.Sprintf("%q=%d", k, n))
@@ -368,15 +345,18 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 	sort.Strings(rs)
 	summary := []string{
 		fmt.Sprintf("seed %d, %s, %d replicas at start, %d at the end", seed, time.Since(began).Round(time.Second), replicas, ch.desired),
-		fmt.Sprintf("operations: %d (%s); %d with unknown outcome in the history", total, stats, unknown),
+		fmt.Sprintf("operations: %d (%s); %d with unknown outcome in the history", total, strings.Join(st, " "), unknown),
 		fmt.Sprintf("faults injected: %d (%s)", nf, strings.Join(fk, " ")),
 		fmt.Sprintf("recoveries (vetcd_recoveries_total): %g (%s); rebuilds (vetcd_rebuilds_total): %g", recoveries, strings.Join(rec, " "), rebuilds),
 		fmt.Sprintf("watch events: %d over %d watchers (%d stream restarts: %s); compactions: %d; longest convergence after a fault: %s",
-			events, len(logs), restarts, strings.Join(rs, " "), len(w.compacts), convergeMax.Round(time.Millisecond)),
-		fmt.Sprintf("linearizability: %s over %d operations in %s", chaosResult(res), len(kv), checkTook.Round(time.Millisecond)),
+			events, len(logs), restarts, strings.Join(rs, " "), compactions, convergeMax.Round(time.Millisecond)),
+		fmt.Sprintf("linearizability: %s over %d operations in %s", chaosResult(res), kvOps, checkTook.Round(time.Millisecond)),
 		fmt.Sprintf("lease keepalives answered by a leader just resumed from SIGSTOP (etcd's, see splitLeaseLosses): %d", len(staleLeases)),
-		fmt.Sprintf("violations: %d", len(violations)),
 	}
+	if len(run.results) > 1 || run.restores.Total() > 0 {
+		summary = append(summary, fmt.Sprintf("epochs: %d, each checked on its own (a restore rewinds the data on purpose); restores: %s", len(run.results), run.restores))
+	}
+	summary = append(summary, fmt.Sprintf("violations: %d", len(violations)))
 	for _, l := range summary {
 		t.Logf("chaos summary: %s", l)
 	}
@@ -394,21 +374,28 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 		return
 	}
 	writeArtifact(t, artifacts, "violations.txt", strings.Join(violations, "\n")+"\n")
-	var hist strings.Builder
-	for _, op := range ops {
-		hist.WriteString(op.String() + "\n")
-	}
-	writeArtifact(t, artifacts, "history.txt", hist.String())
-	var wl strings.Builder
-	for _, l := range logs {
-		fmt.Fprintf(&wl, "watcher %s from %d, %d events, gaps %v, %d restarts\n", l.Name, l.From, len(l.Events), l.Gaps, l.Restarts)
-		for _, e := range l.Events {
-			fmt.Fprintf(&wl, "  %d %s %q delete=%v\n", e.Rev, e.Key, e.Value, e.Delete)
+	var hist, wl strings.Builder
+	shown := run.results[len(run.results)-1]
+	for _, r := range run.results {
+		if r.res == porcupine.Illegal && shown.res != porcupine.Illegal {
+			shown = r
+		}
+		fmt.Fprintf(&hist, "# epoch %d\n", r.n)
+		for _, op := range r.ops {
+			hist.WriteString(op.String() + "\n")
+		}
+		fmt.Fprintf(&wl, "# epoch %d\n", r.n)
+		for _, l := range r.logs {
+			fmt.Fprintf(&wl, "watcher %s from %d, %d events, gaps %v, %d restarts\n", l.Name, l.From, len(l.Events), l.Gaps, l.Restarts)
+			for _, e := range l.Events {
+				fmt.Fprintf(&wl, "  %d %s %q delete=%v\n", e.Rev, e.Key, e.Value, e.Delete)
+			}
 		}
 	}
+	writeArtifact(t, artifacts, "history.txt", hist.String())
 	writeArtifact(t, artifacts, "watches.txt", wl.String())
-	info.AddAnnotations(annotations(timeline))
-	if err := porcupine.VisualizePath(kvModel, info, filepath.Join(artifacts, "linearizability.html")); err != nil {
+	shown.info.AddAnnotations(annotations(timeline))
+	if err := porcupine.VisualizePath(kvModel, shown.info, filepath.Join(artifacts, "linearizability.html")); err != nil {
 		t.Errorf("visualize: %v", err)
 	}
 	for i := 0; i < chaosMaxReplicas; i++ {
@@ -424,6 +411,172 @@ func runChaos(t *testing.T, seed uint64, dur time.Duration, replicas int) {
 		t.Errorf("violation: %s", v)
 	}
 	t.Fatalf("chaos: %d violations with seed %d; artifacts (linearizability.html, timeline.txt, history.txt, watches.txt, logs) in %s", len(violations), seed, artifacts)
+}
+
+// chaosRun is one run's state beside the fault schedule: its epochs, and
+// the violations found between them.
+type chaosRun struct {
+	t         *testing.T
+	c         *cluster
+	seed      uint64
+	clock     *history // the run's one clock: histories and the timeline
+	newClient func() *clientv3.Client
+	snapshots string // where restore-during-rebuild keeps its snapshots
+
+	results    []epochResult
+	violations []string // found between epochs (a restore's checks)
+	restores   restoreTally
+	restoreN   int // restores started: names their snapshots
+}
+
+// A chaosEpoch is one stretch of a run whose history is checked on its own.
+// A run is one epoch, unless a restore-during-rebuild fault rewinds the
+// data on purpose: the writes acknowledged after its snapshot are then
+// gone by design, which no check of one history could tell from a lost
+// write. So the load stops, the epoch is checked in full as the end of a
+// run is (every acknowledged write still there, linearizable, watches
+// complete), the restore runs on the quiet cluster, the state after it
+// must equal the snapshot's content exactly, and the next epoch starts
+// from that state (workload.startFrom) with new watchers, under the same
+// checks. Nothing is weakened: every epoch's history is checked whole, and
+// the stretch between them is checked by state.
+type chaosEpoch struct {
+	n           int
+	w           *workload
+	init        map[string]*mvccpb.KeyValue // the state under the prefix at the start
+	cancel      context.CancelFunc          // the clients and the compactor
+	watchCancel context.CancelFunc
+	wg, watchWG sync.WaitGroup
+	stopped     bool
+	ended       bool // checked by endEpoch
+}
+
+// epochResult is what an epoch's checks found.
+type epochResult struct {
+	n           int
+	ops         []record // the history, with the final reads
+	logs        []*watchLog
+	kv          []record // what porcupine checked
+	res         porcupine.CheckResult
+	info        porcupine.LinearizationInfo
+	checkTook   time.Duration
+	stats       map[string]int
+	compactions int
+	staleLeases []string
+	violations  []string
+	fence       int64 // the fence write's revision: the last of the epoch
+}
+
+// startEpoch starts epoch n's load: watchers from revision from, 4
+// clients, a compactor; state is what the cluster holds at the start (nil:
+// nothing under the prefix).
+func (r *chaosRun) startEpoch(ctx context.Context, n int, from int64, state map[string]*mvccpb.KeyValue) *chaosEpoch {
+	e := &chaosEpoch{n: n, w: newWorkload(r.seed, n, r.clock), init: state}
+	e.w.startFrom(state, r.clock.now())
+	wctx, cancel := context.WithCancel(ctx)
+	watchCtx, watchCancel := context.WithCancel(ctx)
+	e.cancel, e.watchCancel = cancel, watchCancel
+	for i := 0; i < 2; i++ {
+		e.w.startWatcher(watchCtx, &e.watchWG, fmt.Sprintf("w%d", i), r.newClient(), from)
+	}
+	const clients = 4
+	for i := 0; i < clients; i++ {
+		cli := r.newClient()
+		e.wg.Add(1)
+		go func() { defer e.wg.Done(); e.w.runClient(wctx, i, cli) }()
+	}
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); e.w.runCompactor(wctx, r.newClient(), 20*time.Second) }()
+	return e
+}
+
+// stop stops the epoch's clients, compactor and watchers.
+func (e *chaosEpoch) stop() {
+	if e.stopped {
+		return
+	}
+	e.stopped = true
+	e.cancel()
+	e.wg.Wait()
+	e.watchCancel()
+	e.watchWG.Wait()
+}
+
+// endEpoch stops the epoch's load, writes a fence that every watcher must
+// reach, reads the final state and checks the epoch's history: lost
+// writes, leases, watches, read revisions, linearizability.
+func (r *chaosRun) endEpoch(ctx context.Context, e *chaosEpoch, ch *chaos) epochResult {
+	t, w := r.t, e.w
+	res := epochResult{n: e.n}
+	if e.ended {
+		return res
+	}
+	e.ended = true
+	e.cancel()
+	e.wg.Wait()
+	sleepCtx(ctx, 2*time.Second)
+	final := r.c.client(ch.desired)
+	for try := 0; ; try++ {
+		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := final.Put(fctx, chaosPrefix+"fence", fmt.Sprintf("fence-%d-%d", r.seed, e.n))
+		fcancel()
+		if err == nil {
+			res.fence = resp.Header.Revision
+			w.sawRev(res.fence)
+			break
+		}
+		if try == 20 {
+			res.violations = append(res.violations, fmt.Sprintf("fence write failed 20 times after the faults ended: %v", err))
+			break
+		}
+		sleepCtx(ctx, time.Second)
+	}
+	// The watchers run on until they reach the fence.
+	deadline := time.Now().Add(time.Minute)
+	for res.fence > 0 && w.minWatched() < res.fence && time.Now().Before(deadline) {
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
+	e.stop()
+
+	// Final reads: every hot key (recorded as gets after everything else)
+	// and every append-only key.
+	ops, logOK := chaosFinalReads(t, ctx, final, w)
+	res.ops = ops
+	res.violations = append(res.violations, logOK...)
+	ch.mu.Lock()
+	timeline := append([]faultEvent(nil), ch.timeline...)
+	ch.mu.Unlock()
+	w.mu.Lock()
+	stale, leaseViolations := splitLeaseLosses(w.leaseErr, timeline)
+	res.stats = maps.Clone(w.stats)
+	res.compactions = len(w.compacts)
+	w.mu.Unlock()
+	res.staleLeases = stale
+	res.violations = append(res.violations, leaseViolations...)
+
+	res.logs = w.watchLogs()
+	res.violations = append(res.violations, checkWatches(ops, res.logs, res.fence)...)
+	res.violations = append(res.violations, checkReadRevisions(ops)...)
+	var end int64
+	for _, op := range ops {
+		end = max(end, op.Return)
+	}
+	for _, op := range resolveUnknown(ops, res.logs, end+1) {
+		if !strings.HasPrefix(op.In.Key, chaosLog) {
+			res.kv = append(res.kv, op)
+		}
+	}
+	checkStart := time.Now()
+	res.res, res.info, _ = checkLinearizable(res.kv, 10*time.Minute)
+	res.checkTook = time.Since(checkStart)
+	switch res.res {
+	case porcupine.Illegal:
+		res.violations = append(res.violations, fmt.Sprintf("the history is not linearizable: keys %s (see the visualization)", strings.Join(illegalKeys(res.kv), ", ")))
+	case porcupine.Unknown:
+		res.violations = append(res.violations, "porcupine could not decide within 10m")
+	}
+	r.results = append(r.results, res)
+	return res
 }
 
 // illegalKeys names the keys whose own history is not linearizable.

@@ -30,8 +30,13 @@ const (
 // recording each operation with its invocation and return times; watchers
 // on the prefix; a compactor that keeps behind every watcher.
 type workload struct {
-	h        *history
-	seed     uint64
+	h    *history
+	seed uint64
+	// epoch numbers the stretch of the run this workload is (see
+	// chaosEpoch); from epoch 1 on it tags every value and fresh key, so
+	// that values stay unique over the whole run although a restore brings
+	// back an earlier epoch's keys and values.
+	epoch    int
 	mu       sync.Mutex
 	stats    map[string]int // "<kind> ok|unknown|failed"
 	logPuts  map[string]string
@@ -42,8 +47,49 @@ type workload struct {
 	compacts []int64
 }
 
-func newWorkload(seed uint64) *workload {
-	return &workload{h: newHistory(), seed: seed, stats: map[string]int{}, logPuts: map[string]string{}, logUnk: map[string]string{}}
+// newWorkload is epoch's workload; its history's clock is clock's, so that
+// every epoch and the fault timeline share one time line.
+func newWorkload(seed uint64, epoch int, clock *history) *workload {
+	return &workload{h: &history{start: clock.start}, seed: seed, epoch: epoch, stats: map[string]int{}, logPuts: map[string]string{}, logUnk: map[string]string{}}
+}
+
+// tag is what makes this epoch's values and fresh keys its own: "" in
+// epoch 0 (the values of a run without a restore are as they always were),
+// "e<N>." after the N-th restore.
+func (w *workload) tag() string {
+	if w.epoch == 0 {
+		return ""
+	}
+	return fmt.Sprintf("e%d.", w.epoch)
+}
+
+// restoredClient is the client id of the records that stand for the state
+// an epoch starts from (see startFrom).
+const restoredClient = 99
+
+// startFrom makes the state the cluster holds when the epoch starts, read back
+// exactly (the state a restore put there), the epoch's starting point: each
+// hot key's value becomes a put acknowledged at its mod revision before any
+// other operation of the epoch (porcupine's model starts every key absent),
+// and each append-only key counts as acknowledged, so that it must still
+// read back at the end and is not taken for a write nobody made.
+func (w *workload) startFrom(state map[string]*mvccpb.KeyValue, at int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys := make([]string, 0, len(state))
+	for k := range state {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		kv := state[k]
+		switch {
+		case strings.HasPrefix(k, chaosKVPrefix):
+			w.h.add(record{Client: restoredClient, In: kvInput{Kind: opPut, Key: k, Value: string(kv.Value)}, Out: kvOutput{Rev: kv.ModRevision}, Call: at, Return: at})
+		case strings.HasPrefix(k, chaosLog):
+			w.logPuts[k] = string(kv.Value)
+		}
+	}
 }
 
 func (w *workload) count(what string) {
@@ -60,11 +106,12 @@ func (w *workload) sawRev(rev int64) {
 
 // runClient is one client's loop until ctx ends.
 func (w *workload) runClient(ctx context.Context, id int, cli *clientv3.Client) {
-	rng := rand.New(rand.NewPCG(w.seed, uint64(id)+1))
+	rng := rand.New(rand.NewPCG(w.seed, uint64(id)+1+uint64(w.epoch)<<32))
 	lastSeen := map[string]string{} // what this client last read per key, for cas
+	tag := w.tag()
 	for n := 0; ctx.Err() == nil; n++ {
 		key := fmt.Sprintf("%s%02d", chaosKVPrefix, rng.IntN(chaosHotKeys))
-		val := fmt.Sprintf("c%d-%d", id, n)
+		val := fmt.Sprintf("%sc%d-%d", tag, id, n)
 		switch p := rng.IntN(100); {
 		case p < 28:
 			w.put(ctx, id, cli, key, val, 0)
@@ -77,7 +124,7 @@ func (w *workload) runClient(ctx context.Context, id int, cli *clientv3.Client) 
 		case p < 67:
 			w.del(ctx, id, cli, key)
 		case p < 82:
-			w.logPut(ctx, id, cli, fmt.Sprintf("%s%d/%08d", chaosLog, id, n), val)
+			w.logPut(ctx, id, cli, fmt.Sprintf("%s%d/%s%08d", chaosLog, id, tag, n), val)
 		case p < 90:
 			w.rangeAll(ctx, id, cli)
 		default:
@@ -253,7 +300,7 @@ func (w *workload) logPut(ctx context.Context, id int, cli *clientv3.Client, key
 // that etcd does not know before its TTL ran out and before it was revoked
 // is a lost lease: a violation.
 func (w *workload) leaseSequence(ctx context.Context, id int, cli *clientv3.Client, n int) {
-	key := fmt.Sprintf("%s%d/%08d", chaosLease, id, n)
+	key := fmt.Sprintf("%s%d/%s%08d", chaosLease, id, w.tag(), n)
 	var lease clientv3.LeaseID
 	_, _, err := w.call(ctx, func(ctx context.Context) error {
 		resp, err := cli.Grant(ctx, chaosLeaseTTL)
@@ -268,7 +315,7 @@ func (w *workload) leaseSequence(ctx context.Context, id int, cli *clientv3.Clie
 	}
 	granted := time.Now()
 	w.count("lease-grant ok")
-	if !w.put(ctx, id, cli, key, fmt.Sprintf("c%d-%d-lease", id, n), lease) {
+	if !w.put(ctx, id, cli, key, fmt.Sprintf("%sc%d-%d-lease", w.tag(), id, n), lease) {
 		return
 	}
 	if _, ok := w.get(ctx, id, cli, key); !ok {
@@ -459,20 +506,6 @@ func (w *workload) runCompactor(ctx context.Context, cli *clientv3.Client, every
 			w.mu.Unlock()
 		}
 	}
-}
-
-// statsLine summarises the operations by kind and outcome.
-func (w *workload) statsLine() (string, int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var keys []string
-	total := 0
-	for k, n := range w.stats {
-		keys = append(keys, fmt.Sprintf("%s=%d", k, n))
-		total += n
-	}
-	sort.Strings(keys)
-	return strings.Join(keys, " "), total
 }
 
 // leaseLoss is a keepalive that found a live lease gone.
