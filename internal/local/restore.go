@@ -159,7 +159,16 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	wctx, cancel := context.WithTimeout(ctx, o.Wait)
 	defer cancel()
 	eps := func() []string { e, _ := l.ClientEndpoints(); return e }
-	if _, err := status.Wait(wctx, eps, tlsConfig, f.Desired); err != nil {
+	// The desired count is read on every poll: a `vetcd scale` during the
+	// restore changes what healthy means.
+	n := f.Desired
+	desired := func() int {
+		if cur, err := topology.ReadFile(l.TopologyPath()); err == nil && cur.Desired > 0 {
+			n = cur.Desired
+		}
+		return n
+	}
+	if _, err := status.WaitDesired(wctx, eps, tlsConfig, desired); err != nil {
 		return fmt.Errorf("restored cluster not healthy yet (the old data is kept in %v): %w", aside, err)
 	}
 	for _, a := range aside {
@@ -167,7 +176,7 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 			return fmt.Errorf("remove old data %s: %w", a, err)
 		}
 	}
-	fmt.Fprintf(o.Out, "cluster is healthy with %d voters; old data removed\n", f.Desired)
+	fmt.Fprintf(o.Out, "cluster is healthy with %d voters; old data removed\n", n)
 	return nil
 }
 

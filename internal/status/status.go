@@ -234,8 +234,15 @@ func fill(row *Row, st *pb.StatusResponse, id uint64) {
 // Wait polls until the cluster settles at n members or ctx ends; the error
 // then says what was still missing.
 func Wait(ctx context.Context, endpoints func() []string, tlsConfig *tls.Config, n int) (Cluster, error) {
+	return WaitDesired(ctx, endpoints, tlsConfig, func() int { return n })
+}
+
+// WaitDesired is Wait for a desired count read again on every poll, for a
+// wait that a `vetcd scale` may change while it lasts.
+func WaitDesired(ctx context.Context, endpoints func() []string, tlsConfig *tls.Config, desired func() int) (Cluster, error) {
 	var last string
 	for {
+		n := desired()
 		c, err := Get(ctx, endpoints(), tlsConfig)
 		if err == nil {
 			ok, why := c.Settled(n)
