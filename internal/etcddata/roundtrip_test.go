@@ -3,16 +3,12 @@ package etcddata
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.uber.org/zap"
@@ -49,45 +45,15 @@ func processMember(tool string) func(t *testing.T, dir string) member {
 	}
 }
 
-func freeURL(t *testing.T) url.URL {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	u, _ := url.Parse("http://" + ln.Addr().String())
-	return *u
-}
-
 // embeddedMember runs the etcd linked into vetcd.
 func embeddedMember(t *testing.T, dir string) member {
 	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = dir
-	cu, pu := freeURL(t), freeURL(t)
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	cfg.ListenMetricsUrls = nil
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
+	_, cu, stop := testtools.StartEmbeddedStop(t, dir)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu}, Logger: zap.NewNop(), DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	stop := func() { once.Do(e.Close) }
-	t.Cleanup(stop)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		t.Fatal("embedded etcd not ready in 30s")
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, Logger: zap.NewNop(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return member{cli: cli, url: cu.String(), stop: func() { cli.Close(); stop() }}
+	return member{cli: cli, url: cu, stop: func() { cli.Close(); stop() }}
 }
 
 // TestRoundTripPerMinor checks the package against the real etcd of every

@@ -3,6 +3,7 @@ package testtools
 import (
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,15 @@ import (
 // ports, and returns it with its client URL. It is closed when the test
 // ends.
 func StartEmbedded(t testing.TB, dir string) (*embed.Etcd, string) {
+	t.Helper()
+	e, url, _ := StartEmbeddedStop(t, dir)
+	return e, url
+}
+
+// StartEmbeddedStop is StartEmbedded with a stop function, for a test that
+// stops the member before it ends (to restart on the same data); stopping
+// twice, or again when the test ends, is harmless.
+func StartEmbeddedStop(t testing.TB, dir string) (*embed.Etcd, string, func()) {
 	t.Helper()
 	free := func() url.URL {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -36,13 +46,15 @@ func StartEmbedded(t testing.TB, dir string) (*embed.Etcd, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Close)
+	var once sync.Once
+	stop := func() { once.Do(e.Close) }
+	t.Cleanup(stop)
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
 		t.Fatal("embedded etcd not ready within 30s")
 	}
-	return e, cu.String()
+	return e, cu.String(), stop
 }
 
 // EmbeddedClient is StartEmbedded with a client of the member, closed when
