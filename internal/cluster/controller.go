@@ -376,33 +376,7 @@ func (c *Controller) observe(ctx context.Context, l Local, api API) (o plan.Clus
 	}
 
 	ms := l.Members()
-	o.Members = make([]plan.Member, len(ms))
-	var wg sync.WaitGroup
-	for i, m := range ms {
-		pm := MemberOf(m, dir)
-		if len(m.ClientURLs) == 0 {
-			o.Members[i] = pm
-			continue
-		}
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			if st, err := c.opts.Pool.Status(cctx, m.ClientURLs[0], m.ID); err == nil {
-				pm.Healthy = true
-				pm.AppliedIndex = st.GetRaftAppliedIndex()
-				pm.DBSize, pm.DBSizeInUse = st.GetDbSize(), st.GetDbSizeInUse()
-			}
-			o.Members[i] = pm
-		})
-	}
-	wg.Wait()
-	for i := range o.Members {
-		if o.Members[i].ID == o.LocalID {
-			// The leader answers by definition; its own index is exact.
-			o.Members[i].Healthy = true
-			o.Members[i].AppliedIndex = l.AppliedIndex()
-		}
-	}
+	o.Members = ObserveMembers(ctx, c.opts.Pool, ms, dir, l, 2*time.Second)
 	if len(corruptAlarms(o.Alarms)) > 0 {
 		o.Hashes = c.gatherHashes(ctx, ms, o.Members, l.Revision)
 	}
@@ -607,6 +581,39 @@ func (c *Controller) act(ctx context.Context, l Local, api API, a plan.Action) e
 		c.opts.Metrics.Actions.WithLabelValues(a.Kind.String(), "error").Inc()
 		return fmt.Errorf("%s %s: %w", a.Kind, a.TargetName, err)
 	}
+}
+
+// ObserveMembers maps the member list to plan's view and asks every other
+// member for its status, in parallel, each within timeout: a member that
+// answers is healthy, with its applied index and db sizes. The local
+// member answers by definition, with its own exact applied index.
+func ObserveMembers(ctx context.Context, pool Pool, ms []MemberInfo, dir topology.Directory, local Local, timeout time.Duration) []plan.Member {
+	out := make([]plan.Member, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		out[i] = MemberOf(m, dir)
+		if len(m.ClientURLs) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if st, err := pool.Status(cctx, m.ClientURLs[0], m.ID); err == nil {
+				out[i].Healthy = true
+				out[i].AppliedIndex = st.GetRaftAppliedIndex()
+				out[i].DBSize, out[i].DBSizeInUse = st.GetDbSize(), st.GetDbSizeInUse()
+			}
+		})
+	}
+	wg.Wait()
+	for i := range out {
+		if out[i].ID == local.MemberID() {
+			// The local member answers by definition (its db sizes come
+			// from its status above); its own index is exact.
+			out[i].Healthy, out[i].AppliedIndex = true, local.AppliedIndex()
+		}
+	}
+	return out
 }
 
 // MemberOf maps an etcd member to plan's view of it, finding its replica

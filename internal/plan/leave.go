@@ -65,15 +65,20 @@ type LeaveObservation struct {
 	// HandOverTried says the hand-over was attempted, whether or not it
 	// succeeded.
 	HandOverTried bool
-	// Target is this member's commit index, read once the hand-over was
-	// tried (0: not read yet): the heir must apply up to it.
+	// Committed is this member's commit index now.
+	Committed uint64
+	// Target is the commit index the heir must apply, as an earlier
+	// LeaveNext fixed it (0: not yet).
 	Target uint64
 }
 
 // LeaveDecision is the next step and who it concerns.
 type LeaveDecision struct {
-	Step   LeaveStep
-	Heir   Member
+	Step LeaveStep
+	Heir Member
+	// Target is the commit index the heir must apply, to be passed back
+	// in the next observation (0: not fixed yet).
+	Target uint64
 	Reason string
 }
 
@@ -88,7 +93,8 @@ type LeaveDecision struct {
 //     its removal makes raft elect a leader among the others;
 //  4. a voter waits until the heir has applied everything it committed, so
 //     the survivor holds every acknowledged write even if the rest of the
-//     cluster disappears next;
+//     cluster disappears next: its commit index once it no longer leads or
+//     tried to hand over (what it committed as leader is then final);
 //  5. the removal must pass CheckRemoval;
 //  6. remove itself.
 func LeaveNext(o LeaveObservation) LeaveDecision {
@@ -109,12 +115,16 @@ func LeaveNext(o LeaveObservation) LeaveDecision {
 	if !self.IsLearner && !o.HandOverTried && o.Leader == o.SelfID {
 		return LeaveDecision{Step: LeaveHandOver, Heir: heir, Reason: fmt.Sprintf("this member leads: hand leadership to %s first", heir.Name)}
 	}
-	if !self.IsLearner && (o.Target == 0 || heir.AppliedIndex < o.Target) {
-		return LeaveDecision{Step: LeaveWaitHeir, Heir: heir,
-			Reason: fmt.Sprintf("waiting for %s to apply index %d (applied %d) before leaving", heir.Name, o.Target, heir.AppliedIndex)}
+	target := o.Target
+	if target == 0 && !self.IsLearner {
+		target = o.Committed
+	}
+	if !self.IsLearner && (target == 0 || heir.AppliedIndex < target) {
+		return LeaveDecision{Step: LeaveWaitHeir, Heir: heir, Target: target,
+			Reason: fmt.Sprintf("waiting for %s to apply index %d (applied %d) before leaving", heir.Name, target, heir.AppliedIndex)}
 	}
 	if why := CheckRemoval(o.Members, o.SelfID); why != "" {
-		return LeaveDecision{Step: LeaveWaitGuard, Heir: heir, Reason: why}
+		return LeaveDecision{Step: LeaveWaitGuard, Heir: heir, Target: target, Reason: why}
 	}
-	return LeaveDecision{Step: LeaveRemove, Heir: heir, Reason: fmt.Sprintf("surplus (desired %d): removing itself through %s", o.Desired, heir.Name)}
+	return LeaveDecision{Step: LeaveRemove, Heir: heir, Target: target, Reason: fmt.Sprintf("surplus (desired %d): removing itself through %s", o.Desired, heir.Name)}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -13,6 +12,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver"
 	"go.uber.org/zap"
 
+	"github.com/vetcd/vetcd/internal/cluster"
 	"github.com/vetcd/vetcd/internal/plan"
 	"github.com/vetcd/vetcd/internal/topology"
 )
@@ -48,7 +48,7 @@ func (r *Replica) leave(ctx context.Context, desired int) error {
 		defer close(watchDone)
 		r.closeClientsWhenRemoved(ctx, e, selfID)
 	}()
-	err := r.leaveSteps(ctx, s, desired)
+	err := r.leaveSteps(ctx, e, desired)
 	cancel()
 	<-watchDone
 	if removed(s, selfID) {
@@ -62,7 +62,8 @@ func (r *Replica) leave(ctx context.Context, desired int) error {
 
 // leaveSteps carries out plan.LeaveNext's steps until the member is out or
 // ctx ends. Each pass observes the member list and who answers afresh.
-func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desired int) error {
+func (r *Replica) leaveSteps(ctx context.Context, e *embed.Etcd, desired int) error {
+	s := e.Server
 	dir, err := directory(ctx, r.topo)
 	if err != nil {
 		return err
@@ -73,16 +74,13 @@ func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desi
 		if removed(s, o.SelfID) {
 			return nil
 		}
-		clientURLs := r.observeLeave(ctx, s, dir, &o)
-		if o.Target == 0 && (o.HandOverTried || o.Leader != o.SelfID) {
-			o.Target = s.CommittedIndex()
-		}
+		clientURLs := r.observeLeave(ctx, e, dir, &o)
 		d := plan.LeaveNext(o)
 		if d.Step != last {
 			r.lg.Info("leave: next step", zap.Stringer("step", d.Step), zap.String("heir", d.Heir.Name), zap.String("reason", d.Reason))
 			last = d.Step
 		}
-		o.Heir = d.Heir.ID
+		o.Heir, o.Target = d.Heir.ID, d.Target
 		switch d.Step {
 		case plan.LeaveDone:
 			return nil
@@ -129,38 +127,20 @@ func (r *Replica) leaveSteps(ctx context.Context, s *etcdserver.EtcdServer, desi
 const leavePoll = 100 * time.Millisecond
 
 // observeLeave fills o with the member list in this member's own state and
-// asks every other member for its status, in parallel; it returns the
-// members' client URLs.
-func (r *Replica) observeLeave(ctx context.Context, s *etcdserver.EtcdServer, dir topology.Directory, o *plan.LeaveObservation) map[uint64]string {
-	o.Leader = uint64(s.Leader())
-	ms := s.Cluster().Members()
-	o.Members = make([]plan.Member, len(ms))
+// every member's status (cluster.ObserveMembers); it returns the members'
+// client URLs.
+func (r *Replica) observeLeave(ctx context.Context, e *embed.Etcd, dir topology.Directory, o *plan.LeaveObservation) map[uint64]string {
+	s := e.Server
+	o.Leader, o.Committed = uint64(s.Leader()), s.CommittedIndex()
+	local := cluster.Embedded(e)
+	ms := local.Members()
 	clientURLs := map[uint64]string{}
-	var wg sync.WaitGroup
-	for i, m := range ms {
-		pm := fromMembership(m, dir)
+	for _, m := range ms {
 		if len(m.ClientURLs) > 0 {
-			clientURLs[pm.ID] = m.ClientURLs[0]
+			clientURLs[m.ID] = m.ClientURLs[0]
 		}
-		if pm.ID == o.SelfID {
-			pm.Healthy, pm.AppliedIndex = true, s.AppliedIndex()
-			o.Members[i] = pm
-			continue
-		}
-		o.Members[i] = pm
-		if len(m.ClientURLs) == 0 {
-			continue
-		}
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			if st, err := r.pool.MemberStatus(cctx, m.ClientURLs[0], pm.ID); err == nil {
-				pm.Healthy, pm.AppliedIndex = true, st.GetRaftAppliedIndex()
-			}
-			o.Members[i] = pm
-		})
 	}
-	wg.Wait()
+	o.Members = cluster.ObserveMembers(ctx, controllerPool{r.pool}, ms, dir, local, time.Second)
 	return clientURLs
 }
 

@@ -44,7 +44,7 @@ func (r *Replica) restart(ctx context.Context) error {
 // in the cluster record (compare-and-swap from an empty record, or from its
 // own unfinished claim), so that no second founding can start, then records
 // the cluster as generation 1 once its member serves; a failure in between
-// is finished by finishClaim on a later pass.
+// is finished by tendRecord on a later pass.
 func (r *Replica) bootstrap(ctx context.Context, rec plan.Record, raw string) error {
 	if rec.Claim == nil || rec.Claim.Holder != r.self.Ordinal || rec.Claim.Kind != plan.ClaimFound {
 		var err error

@@ -81,12 +81,12 @@ func (r *Replica) claim(ctx context.Context, rec plan.Record, old string, c plan
 	return next, next.Encode(), nil
 }
 
-// finishClaim completes or releases this replica's own claim when
+// tendRecord completes or releases this replica's own claim when
 // plan.FinishClaim says its work is done (a holder that crashed between
 // acting and recording finishes here), raises the record's highest
 // revision when this replica leads (plan.RaiseMaxRevision), and brings
 // this member's generation marker up to the record (plan.MarkerGeneration).
-func (r *Replica) finishClaim(ctx context.Context, obs plan.ReplicaObservation, raw string) error {
+func (r *Replica) tendRecord(ctx context.Context, obs plan.ReplicaObservation, raw string) error {
 	if next, ok := plan.FinishClaim(obs, r.self.Name); ok {
 		switch err := r.swapRecord(ctx, raw, next); {
 		case errors.Is(err, errRecordChanged):

@@ -327,7 +327,7 @@ func (r *Replica) step(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("observe: %w", err)
 	}
-	if err := r.finishClaim(ctx, obs, raw); err != nil {
+	if err := r.tendRecord(ctx, obs, raw); err != nil {
 		return err
 	}
 	d := plan.ReplicaNext(obs)

@@ -10,8 +10,8 @@ import (
 )
 
 // The replica actors, modeled on internal/replica (see the package doc):
-// observe mirrors observe.go, pass mirrors Replica.step, finishClaim
-// mirrors record.go's finishClaim, and each actor below lists the steps of
+// observe mirrors observe.go, pass mirrors Replica.step, tendRecord
+// mirrors record.go's tendRecord, and each actor below lists the steps of
 // its namesake in modes.go, one op per I/O.
 
 // op is one step of an action in flight; an error ends the action, as a
@@ -184,7 +184,7 @@ func (w *world) pass(r *replica, late int) {
 		old.o.Local, old.o.Now = s.o.Local, s.o.Now
 		s = old
 	}
-	if err := w.finishClaim(r, &s); err != nil {
+	if err := w.tendRecord(r, &s); err != nil {
 		w.tracef("  replica %d: %v", r.ord, err)
 		return
 	}
@@ -218,8 +218,8 @@ func (w *world) pass(r *replica, late int) {
 	}
 }
 
-// finishClaim mirrors record.go's finishClaim.
-func (w *world) finishClaim(r *replica, s *snap) error {
+// tendRecord mirrors record.go's tendRecord.
+func (w *world) tendRecord(r *replica, s *snap) error {
 	if next, ok := plan.FinishClaim(s.o, r.name); ok {
 		switch err := w.swap(s.ver, next, r.name+" (finish claim)"); {
 		case errors.Is(err, errRecordChanged):
