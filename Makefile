@@ -9,7 +9,7 @@ STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 # Real servers the tests use (MinIO, a registry, helm, kube-apiserver): see hack/tools.
 export VETCD_TEST_BIN := $(abspath $(BIN)/test)
 
-.PHONY: all build test lint unit e2e chaos chaos-record tools test-tools bench clean simulate
+.PHONY: all build test lint unit e2e e2e-kube image chaos chaos-record tools test-tools bench clean simulate
 
 all: build
 
@@ -36,7 +36,7 @@ lint: $(STATICCHECK)
 
 ## unit: pure decisions, config, pki, storage backends against real servers, in-process etcd.
 unit: test-tools
-	VETCD_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
+	VETCD_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v -e /test/e2e -e /test/pods)
 
 ## simulate: the deterministic simulator (internal/sim) over SIM_SCHEDULES seeds from SIM_SEED, on
 ## both cores; prints `simulate: N schedules, M steps, V violations in T`. `make unit` runs its short
@@ -52,6 +52,22 @@ simulate:
 	    echo "recorded $$(date -u '+%Y-%m-%d %H:%M UTC'); what it explores and checks: README, Development."; echo; \
 	    echo '```'; grep -E '^simulate:' sim.log; echo '```'; } > bench/out/simulate.md; \
 	  echo "wrote bench/out/simulate.md"; exit $$rc
+
+## image: vetcd's OCI image as a docker-archive tarball (bin/image/vetcd.tar, vetcd.local/vetcd:dev),
+## built from the Dockerfile's definition without a container engine (hack/image).
+IMAGE_TAG ?= vetcd.local/vetcd:dev
+image:
+	@mkdir -p $(BIN)/image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/image/vetcd ./cmd/vetcd
+	cd hack/image && $(GO) run . -dockerfile ../../Dockerfile -binary ../../$(BIN)/image/vetcd -tag $(IMAGE_TAG) -out ../../$(BIN)/image/vetcd.tar
+
+## e2e-kube: the chart on real pods: a single-node Kubernetes (hack/kube) started and stopped by
+## test/pods, the seed's procedures run against it. Needs root.
+e2e-kube: image test-tools
+	@cd hack/image && $(GO) test -count=1 ./...
+	@VETCD_REQUIRE_TOOLS=1 VETCD_IMAGE=$(abspath $(BIN)/image/vetcd.tar) $(GO) test -count=1 -timeout 30m -v ./test/pods/ 2>&1 | tee e2e-kube.log \
+	  | grep --line-buffered -E '^(--- |PASS|FAIL|ok|panic|\s+[a-z_]+_test\.go:[0-9]+:|pods:)'; \
+	  rc=$${PIPESTATUS[0]}; if [ $$rc -ne 0 ]; then echo "--- e2e-kube failed; the last lines of e2e-kube.log:"; tail -n 300 e2e-kube.log; fi; exit $$rc
 
 ## e2e: the built vetcd binary as separate processes, with real faults.
 e2e: build test-tools

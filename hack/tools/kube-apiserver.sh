@@ -4,7 +4,7 @@
 # source against a real API server, and kube-apiserver on top of vetcd.
 # Idempotent: returns at once when the binary is already there.
 #
-# The helper module test/tools/kube-apiserver pins k8s.io/kubernetes and
+# The helper module test/tools/kubernetes pins k8s.io/kubernetes and
 # replaces each of its staging modules with the proxy's v0.37.2 (kubernetes'
 # own go.mod points them at local directories). Needs only the Go module
 # proxy. Cold: ~4.5 min, ~2.8 GB memory, ~2.7 GB build cache, ~171 MB binary.
@@ -21,7 +21,7 @@ mkdir -p "$TOOLS_BIN"
 version=v1.37.2
 pkg=k8s.io/component-base/version
 echo "building kube-apiserver $version into $TOOLS_BIN (k8s.io/kubernetes through the module proxy, takes ~5 minutes)" >&2
-cd "$root/test/tools/kube-apiserver"
+cd "$root/test/tools/kubernetes"
 # Build to a temporary name and rename, so an interrupted build never
 # leaves a half-written binary that the check above would accept.
 tmp="$TOOLS_BIN/.kube-apiserver.$$"
