@@ -38,6 +38,15 @@ type Metrics struct {
 	SnapshotDuration    prometheus.Gauge
 	SnapshotSize        prometheus.Gauge
 	SnapshotFailures    prometheus.Counter
+	// SnapshotInterval is the longest time between two runs of the
+	// snapshot schedule (0 without one): the monitoring mixin's RPO alert
+	// compares the newest snapshot's age with it, whatever the schedule.
+	SnapshotInterval prometheus.Gauge
+	// CertificateExpiry is when the certificates this replica loaded stop
+	// being valid, by certificate ("member", "ca": the CA that signed the
+	// member's). Expired TLS is a failure vetcd cannot recover from by
+	// itself; the mixin alerts 14 days ahead.
+	CertificateExpiry *prometheus.GaugeVec
 }
 
 // New creates and registers the metrics.
@@ -93,8 +102,16 @@ func New() *Metrics {
 		Name: "vetcd_snapshot_failures_total",
 		Help: "Scheduled snapshots that failed on this replica.",
 	})
+	m.SnapshotInterval = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vetcd_snapshot_schedule_interval_seconds",
+		Help: "Longest time between two runs of the snapshot schedule; 0 when snapshots are not scheduled.",
+	})
+	m.CertificateExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vetcd_tls_certificate_expiry_timestamp_seconds",
+		Help: "Unix time at which a certificate this replica loaded expires: certificate=member (its own) or ca (the CA that signed it).",
+	}, []string{"certificate"})
 	m.Registry.MustRegister(m.Decisions, m.Actions, m.Rebuilds, m.Recoveries, m.Desired, m.Members, m.CorruptionUnresolved, m.Ready,
-		m.SnapshotLastSuccess, m.SnapshotDuration, m.SnapshotSize, m.SnapshotFailures)
+		m.SnapshotLastSuccess, m.SnapshotDuration, m.SnapshotSize, m.SnapshotFailures, m.SnapshotInterval, m.CertificateExpiry)
 	return m
 }
 

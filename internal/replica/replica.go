@@ -141,6 +141,12 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
+	caExpiry, certExpiry, err := pki.Expiry(cfg.TLS.CAFile, cfg.TLS.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	m.CertificateExpiry.WithLabelValues("ca").Set(float64(caExpiry.Unix()))
+	m.CertificateExpiry.WithLabelValues("member").Set(float64(certExpiry.Unix()))
 	r := &Replica{
 		cfg:            cfg,
 		lg:             lg,

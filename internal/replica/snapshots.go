@@ -26,6 +26,7 @@ func (r *Replica) runSnapshots(ctx context.Context) {
 		r.lg.Error("snapshot schedule", zap.Error(err))
 		return
 	}
+	r.metrics.SnapshotInterval.Set(scheduleInterval(sched, time.Now()).Seconds())
 	for {
 		next := sched.Next(time.Now())
 		t := time.NewTimer(time.Until(next))
@@ -41,6 +42,25 @@ func (r *Replica) runSnapshots(ctx context.Context) {
 		}
 		r.takeSnapshot(ctx, uint64(e.Server.Cluster().ID()))
 	}
+}
+
+// scheduleInterval is the longest gap between two consecutive runs of sched
+// over its next 1000 runs or the year after from, whichever ends first
+// ("@every 6h": 6h; "0 2 * * 1-5": the weekend's 72h): the age past which
+// the newest snapshot breaches the schedule.
+func scheduleInterval(sched cron.Schedule, from time.Time) time.Duration {
+	var longest time.Duration
+	prev := sched.Next(from)
+	end := from.AddDate(1, 0, 0)
+	for i := 0; i < 1000 && !prev.IsZero() && prev.Before(end); i++ {
+		next := sched.Next(prev)
+		if next.IsZero() {
+			break
+		}
+		longest = max(longest, next.Sub(prev))
+		prev = next
+	}
+	return longest
 }
 
 // takeSnapshot takes one snapshot and applies retention to this cluster's
