@@ -5,17 +5,16 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // drainTimeout bounds how long a stopping member waits for its running
-// client RPCs. A Status or serializable Range takes microseconds; one that
-// waits on raft (a write, a linearizable read) while the server stops ends
-// only when etcd gives up on it, and then touches no data.
+// client RPCs. Their contexts are canceled when it starts waiting, so one
+// that waits on raft (a write, a linearizable read) returns at once; one
+// that reads the backend (Status, a serializable Range) takes microseconds.
 const drainTimeout = 2 * time.Second
 
 // rpcDrain keeps a member's backend open until the client RPCs running in
@@ -30,20 +29,27 @@ const drainTimeout = 2 * time.Second
 // time, so a member that stops while serving hits it.
 //
 // The drain counts unary RPCs; when the server starts stopping it refuses
-// new RPCs with codes.Unavailable (clients retry another endpoint) and
-// waits for the running ones, inside etcd's own stop sequence, before the
-// backend is closed. Streams (Watch, LeaseKeepAlive, Snapshot) are refused
-// once it is closed but not waited for: watch and keepalive streams last as
-// long as their clients want, and a running snapshot holds a bolt read
-// transaction, which bolt's Close already waits for.
+// new RPCs with etcd's "server stopped" (codes.Unavailable: clients retry
+// another endpoint), cancels the running ones and waits for them, inside
+// etcd's own stop sequence, before the backend is closed. The cancel matters: etcd ends an RPC that
+// waits on raft only when its context ends or the server is done, and the
+// server is done only after the wait. Streams (Watch, LeaseKeepAlive,
+// Snapshot) are refused once it is closed but not waited for: watch and
+// keepalive streams last as long as their clients want, and a running
+// snapshot holds a bolt read transaction, which bolt's Close waits for.
 type rpcDrain struct {
-	mu      sync.Mutex // orders running.Add against closing and Wait
-	closed  bool
-	running sync.WaitGroup
+	mu sync.Mutex // orders running.Add against closing and Wait
+	// stopping is done once the drain is closed.
+	stopping context.Context
+	stop     context.CancelFunc
+	running  sync.WaitGroup
 }
 
-// errDraining is what an RPC that arrives at a stopping member gets.
-var errDraining = status.Error(codes.Unavailable, "vetcd: member is stopping")
+func newRPCDrain() *rpcDrain {
+	d := &rpcDrain{}
+	d.stopping, d.stop = context.WithCancel(context.Background())
+	return d
+}
 
 // attachDrain makes member e's stop wait for the RPCs counted by d, so
 // that every way a member stops (watchData, closeUnready, releaseUnready,
@@ -68,31 +74,37 @@ func (d *rpcDrain) serverOptions() []grpc.ServerOption {
 
 func (d *rpcDrain) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	d.mu.Lock()
-	if d.closed {
+	if d.stopping.Err() != nil {
 		d.mu.Unlock()
-		return nil, errDraining
+		return nil, rpctypes.ErrGRPCStopped
 	}
 	d.running.Add(1)
 	d.mu.Unlock()
 	defer d.running.Done()
-	return handler(ctx, req)
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.stopping, cancel)()
+	resp, err := handler(hctx, req)
+	if err != nil && d.stopping.Err() != nil && ctx.Err() == nil {
+		// Canceled by the drain: answer what etcd answers an RPC that
+		// the stopped server ends, so that clients treat it the same.
+		return nil, rpctypes.ErrGRPCStopped
+	}
+	return resp, err
 }
 
 func (d *rpcDrain) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	d.mu.Lock()
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
-		return errDraining
+	if d.stopping.Err() != nil {
+		return rpctypes.ErrGRPCStopped
 	}
 	return handler(srv, ss)
 }
 
-// closeAndWait refuses new RPCs and waits up to timeout for the running
-// ones. It reports whether they all returned.
+// closeAndWait refuses new RPCs, cancels the running ones and waits up to
+// timeout for them to return. It reports whether they all did.
 func (d *rpcDrain) closeAndWait(timeout time.Duration) bool {
 	d.mu.Lock()
-	d.closed = true
+	d.stop()
 	d.mu.Unlock()
 	done := make(chan struct{})
 	go func() {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -102,27 +103,48 @@ func TestStopUnderStatusPolling(t *testing.T) {
 	}
 }
 
-// TestRPCDrain: once closed, the drain refuses new RPCs with Unavailable
-// (clients retry on another member) and waits for the running one, within
-// its deadline.
+// TestRPCDrain: once closed, the drain refuses new RPCs with etcd's
+// "server stopped" (Unavailable: clients retry on another member), cancels
+// the running ones, and waits for them within its deadline: one that waits
+// on its context (as etcd's raft waits do) returns at once, one that does
+// not (a backend read) is waited for.
 func TestRPCDrain(t *testing.T) {
-	var d rpcDrain
-	entered, release := make(chan struct{}), make(chan struct{})
-	var returned atomic.Bool
+	d := newRPCDrain()
+	info := &grpc.UnaryServerInfo{}
+	readEntered, release := make(chan struct{}), make(chan struct{})
+	var readReturned atomic.Bool
 	go func() {
-		_, _ = d.unary(t.Context(), nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) {
-			close(entered)
+		_, _ = d.unary(t.Context(), nil, info, func(context.Context, any) (any, error) {
+			close(readEntered)
 			<-release
-			returned.Store(true)
-			return nil, nil
+			readReturned.Store(true)
+			return "read", nil
 		})
 	}()
-	<-entered
+	waitEntered, waitResult := make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := d.unary(t.Context(), nil, info, func(ctx context.Context, _ any) (any, error) {
+			close(waitEntered)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		waitResult <- err
+	}()
+	<-readEntered
+	<-waitEntered
 	if d.closeAndWait(50 * time.Millisecond) {
-		t.Fatal("closeAndWait reported drained while an RPC was running")
+		t.Fatal("closeAndWait reported drained while a backend read was running")
+	}
+	select {
+	case err := <-waitResult:
+		if !errors.Is(err, rpctypes.ErrGRPCStopped) {
+			t.Fatalf("an RPC waiting on its context ended with %v, want %v", err, rpctypes.ErrGRPCStopped)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an RPC waiting on its context still runs 10s after the drain closed")
 	}
 	called := false
-	_, err := d.unary(t.Context(), nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) {
+	_, err := d.unary(t.Context(), nil, info, func(context.Context, any) (any, error) {
 		called = true
 		return nil, nil
 	})
@@ -138,12 +160,9 @@ func TestRPCDrain(t *testing.T) {
 	}
 	close(release)
 	if !d.closeAndWait(10 * time.Second) {
-		t.Fatal("closeAndWait did not see the running RPC return within 10s")
+		t.Fatal("closeAndWait did not see the running backend read return within 10s")
 	}
-	if !returned.Load() {
-		t.Fatal("closeAndWait returned before the running RPC did")
-	}
-	if !errors.Is(err, errDraining) {
-		t.Fatalf("stream error %v, want errDraining", err)
+	if !readReturned.Load() {
+		t.Fatal("closeAndWait returned before the running backend read did")
 	}
 }

@@ -141,7 +141,7 @@ func (r *Replica) startEtcd(ctx context.Context, spec startSpec) (e *embed.Etcd,
 		default:
 		}
 	}))
-	drain := &rpcDrain{}
+	drain := newRPCDrain()
 	ec.GRPCAdditionalServerOptions = append(ec.GRPCAdditionalServerOptions, drain.serverOptions()...)
 	if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
