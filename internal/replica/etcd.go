@@ -141,6 +141,8 @@ func (r *Replica) startEtcd(ctx context.Context, spec startSpec) (e *embed.Etcd,
 		default:
 		}
 	}))
+	drain := newRPCDrain()
+	ec.GRPCAdditionalServerOptions = append(ec.GRPCAdditionalServerOptions, drain.serverOptions()...)
 	if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -148,6 +150,7 @@ func (r *Replica) startEtcd(ctx context.Context, spec startSpec) (e *embed.Etcd,
 	if err != nil {
 		return nil, fmt.Errorf("start etcd: %w", err)
 	}
+	r.attachDrain(e, drain)
 	go r.watchData(e, lost)
 	r.noteOurs(e)
 	if !spec.waitReady {
