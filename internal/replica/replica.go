@@ -33,9 +33,6 @@ import (
 	"github.com/vetcd/vetcd/internal/topology"
 )
 
-// keepAside is how many moved-aside data dirs a replica keeps.
-const keepAside = 3
-
 // Options are the collaborators of a Replica. Zero values are replaced by
 // defaults built from the config.
 type Options struct {
