@@ -211,16 +211,30 @@ func moveAside(dataDir, reason string, pol asidePolicy, now time.Time) (string, 
 	if err := os.Rename(dataDir, dst); err != nil {
 		return "", fmt.Errorf("move data dir aside: %w", err)
 	}
+	if _, _, err := pruneAside(dataDir, pol); err != nil {
+		return dst, err
+	}
+	return dst, nil
+}
+
+// pruneAside deletes the moved-aside copies of dataDir that pol no longer
+// allows (plan.PruneAside) and returns their names and why. It runs after
+// every move aside and at every replica start, so that copies made while
+// the volume had room go first once it runs short. dataDir itself is never
+// among them.
+func pruneAside(dataDir string, pol asidePolicy) (removed []string, why string, err error) {
+	parent := filepath.Dir(dataDir)
+	base := filepath.Base(dataDir)
 	entries, err := os.ReadDir(parent)
 	if err != nil {
-		return dst, fmt.Errorf("list old copies: %w", err)
+		return nil, "", fmt.Errorf("list old copies: %w", err)
 	}
 	var copies []plan.AsideCopy
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), base+".aside-") {
 			n, err := dirBytes(filepath.Join(parent, e.Name()))
 			if err != nil {
-				return dst, fmt.Errorf("size of old copy: %w", err)
+				return nil, "", fmt.Errorf("size of old copy: %w", err)
 			}
 			copies = append(copies, plan.AsideCopy{Name: e.Name(), Bytes: n})
 		}
@@ -232,13 +246,14 @@ func moveAside(dataDir, reason string, pol asidePolicy, now time.Time) (string, 
 			lim.VolumeBytes, lim.FreeBytes = total, free
 		}
 	}
-	remove, _ := plan.PruneAside(copies, lim)
+	remove, why := plan.PruneAside(copies, lim)
 	for _, name := range remove {
 		if err := os.RemoveAll(filepath.Join(parent, name)); err != nil {
-			return dst, fmt.Errorf("prune old copy: %w", err)
+			return removed, why, fmt.Errorf("prune old copy: %w", err)
 		}
+		removed = append(removed, name)
 	}
-	return dst, nil
+	return removed, why, nil
 }
 
 // dirBytes is the apparent size of the files under dir (etcd preallocates

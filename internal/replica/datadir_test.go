@@ -223,6 +223,40 @@ func TestMoveAsideBoundedByBytes(t *testing.T) {
 	}
 }
 
+// TestPruneAsideWhenVolumeShort: copies left from earlier moves are
+// deleted, oldest first, once the volume runs short, with no new move;
+// the data dir and unrelated entries are never touched.
+func TestPruneAsideWhenVolumeShort(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "data")
+	for _, name := range []string{"data", "data.aside-20260101T000000.000-rejoin", "data.aside-20260102T000000.000-restore", "left.json"} {
+		must(t, os.MkdirAll(filepath.Join(parent, name), 0o700))
+		must(t, os.WriteFile(filepath.Join(parent, name, "f"), []byte(strings.Repeat("x", 100)), 0o600))
+	}
+	free := int64(900)
+	pol := asidePolicy{keep: 3, share: 0.25, minFree: 0.25, volume: func(string) (int64, int64, error) { return 1000, free, nil }}
+	removed, why, err := pruneAside(dir, pol)
+	must(t, err)
+	if len(removed) != 0 || why != "" {
+		t.Fatalf("volume with room: removed %v (%s), want none", removed, why)
+	}
+	free = 160 // 250 wanted: deleting the older copy (100) frees enough
+	removed, why, err = pruneAside(dir, pol)
+	must(t, err)
+	if !slices.Equal(removed, []string{"data.aside-20260101T000000.000-rejoin"}) || !strings.Contains(why, "volume short") {
+		t.Fatalf("volume short: removed %v (%s), want the older copy, volume short", removed, why)
+	}
+	entries, err := os.ReadDir(parent)
+	must(t, err)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if want := []string{"data", "data.aside-20260102T000000.000-restore", "left.json"}; !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
+}
+
 func TestMarkers(t *testing.T) {
 	m := markers{dir: t.TempDir()}
 	if m.left(0x42) {
