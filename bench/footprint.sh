@@ -82,7 +82,7 @@ cleanup() {
 	for p in "${ETCD_PIDS[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
 	if ((rc != 0)); then
 		log "failed (exit $rc); last log lines:"
-		for p in "$WORK"/*/up.err "$WORK"/*/vetcd-*/serve.log "$WORK"/etcd-*.log; do
+		for p in "$WORK"/*.up.err "$WORK"/*/vetcd-*/serve.log "$WORK"/etcd-*.log; do
 			[[ -f $p ]] && { echo "--- $p" >&2; tail -n 15 "$p" >&2; }
 		done
 	fi
@@ -103,10 +103,9 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 printf 'extraArgs: ["--enable-pprof"]\n' >"$WORK/vetcd.yaml"
 for s in "${SYSTEMS[@]}"; do
 	[[ $s == etcd ]] && continue
-	mkdir -p "$WORK/$s"
 	log "starting $s: vetcd up (3 replicas) at $((BASE + OFF[$s]))"
 	"${BINOF[$s]}" up --dir "$WORK/$s" --replicas 3 --base-port $((BASE + OFF[$s])) --config "$WORK/vetcd.yaml" \
-		>"$WORK/$s/up.out" 2>"$WORK/$s/up.err" &
+		>"$WORK/$s.up.out" 2>"$WORK/$s.up.err" &
 	UP[$s]=$!
 done
 PKI=$WORK/vetcd/pki
@@ -145,7 +144,7 @@ for s in "${SYSTEMS[@]}"; do
 		done
 		PIDS[etcd]="${ETCD_PIDS[*]}"
 	else
-		until grep -q "cluster is ready" "$WORK/$s/up.out"; do
+		until grep -q "cluster is ready" "$WORK/$s.up.out"; do
 			alive "${UP[$s]}" || die "vetcd up ($s) exited before the cluster was ready"
 			((SECONDS < deadline)) || die "$s not ready within 120 s"
 			sleep 0.5
@@ -186,8 +185,10 @@ for s in "${SYSTEMS[@]}"; do
 done
 
 # ---- profiles of member 0 of each system ---------------------------------------
-curl_pprof() { # SYSTEM PATH FILE
-	curl -sSf --max-time $((PROFILE_SECONDS + 30)) --cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key" \
+curl_pprof() { # SYSTEM PATH FILE (each vetcd up made its own CA; etcd uses vetcd's)
+	local k=$PKI
+	[[ $1 == etcd ]] || k=$WORK/$1/pki
+	curl -sSf --max-time $((PROFILE_SECONDS + 30)) --cacert "$k/ca.crt" --cert "$k/client.crt" --key "$k/client.key" \
 		"https://127.0.0.1:$((BASE + OFF[$1]))/debug/pprof/$2" -o "$3"
 }
 log "CPU profiles ($PROFILE_SECONDS s) and heap profiles"
@@ -206,7 +207,8 @@ for s in "${SYSTEMS[@]}"; do
 done
 printf 'system\tgoroutines\n' >"$FP/goroutines.tsv"
 for s in "${SYSTEMS[@]}"; do
-	n=$(curl_pprof "$s" "goroutine?debug=1" /dev/stdout | awk '/^goroutine profile: total/ {print $4; exit}')
+	curl_pprof "$s" "goroutine?debug=1" "$FP/goroutine-$s.txt"
+	n=$(awk '/^goroutine profile: total/ {print $4; exit}' "$FP/goroutine-$s.txt")
 	printf '%s\t%s\n' "$s" "$n" >>"$FP/goroutines.tsv"
 done
 
@@ -244,7 +246,8 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 	echo "Idle 3-replica clusters side by side, each idle ${SETTLE} s after ready, then measured; all with steady.sh's etcd flags plus \`--enable-pprof\`."
 	[[ -n $VETCD_BASE ]] && echo "\`vetcd-base\` is VETCD_BASE=$(basename "$VETCD_BASE"), the build before this change, measured in the same run."
 	echo
-	echo "| idle | $(printf '%s | ' "${SYSTEMS[@]}")"
+	hdr=$(printf ' %s |' "${SYSTEMS[@]}")
+	echo "| idle |$hdr"
 	echo "|---|$(printf -- '---|%.0s' "${SYSTEMS[@]}")"
 	printf '| RSS per member, median MiB (VmRSS) |'
 	for s in "${SYSTEMS[@]}"; do printf ' %s |' "$(mib "$(col "$s" 3 | med)")"; done
