@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vetcd/vetcd/internal/etcddata"
@@ -183,10 +183,25 @@ func readBackend(path string) (info backendInfo, err error) {
 	return info, err
 }
 
+// asidePolicy bounds the moved-aside copies of a data dir (plan.PruneAside
+// decides); volume reports the size and free bytes of the file system
+// holding a dir (volumeOf; tests pass their own to play a small volume).
+type asidePolicy struct {
+	keep           int
+	share, minFree float64
+	volume         func(dir string) (total, free int64, err error)
+}
+
+// defaultAside is the policy of a replica: plan's defaults on the real
+// volume.
+func defaultAside() asidePolicy {
+	return asidePolicy{keep: plan.DefaultAsideKeep, share: plan.DefaultAsideShare, minFree: plan.DefaultAsideMinFree, volume: volumeOf}
+}
+
 // moveAside renames dataDir to a sibling named after the time and reason,
-// and keeps only the newest keep such copies. Nothing is deleted but copies
-// beyond keep; the data dir itself is renamed, never removed.
-func moveAside(dataDir, reason string, keep int, now time.Time) (string, error) {
+// then deletes the copies pol no longer allows. Nothing is deleted but
+// older copies; the data dir itself is renamed, never removed.
+func moveAside(dataDir, reason string, pol asidePolicy, now time.Time) (string, error) {
 	if _, err := os.Stat(dataDir); errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -196,24 +211,69 @@ func moveAside(dataDir, reason string, keep int, now time.Time) (string, error) 
 	if err := os.Rename(dataDir, dst); err != nil {
 		return "", fmt.Errorf("move data dir aside: %w", err)
 	}
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		return dst, fmt.Errorf("list old copies: %w", err)
-	}
-	var copies []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), base+".aside-") {
-			copies = append(copies, e.Name())
-		}
-	}
-	slices.Sort(copies) // the timestamp sorts oldest first
-	for len(copies) > keep {
-		if err := os.RemoveAll(filepath.Join(parent, copies[0])); err != nil {
-			return dst, fmt.Errorf("prune old copy: %w", err)
-		}
-		copies = copies[1:]
+	if _, _, err := pruneAside(dataDir, pol); err != nil {
+		return dst, err
 	}
 	return dst, nil
+}
+
+// pruneAside deletes the moved-aside copies of dataDir that pol no longer
+// allows (plan.PruneAside) and returns their names and why. It runs after
+// every move aside and at every replica start, so that copies made while
+// the volume had room go first once it runs short. dataDir itself is never
+// among them.
+func pruneAside(dataDir string, pol asidePolicy) (removed []string, why string, err error) {
+	parent := filepath.Dir(dataDir)
+	base := filepath.Base(dataDir)
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return nil, "", fmt.Errorf("list old copies: %w", err)
+	}
+	var copies []plan.AsideCopy
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), base+".aside-") {
+			n, err := dirBytes(filepath.Join(parent, e.Name()))
+			if err != nil {
+				return nil, "", fmt.Errorf("size of old copy: %w", err)
+			}
+			copies = append(copies, plan.AsideCopy{Name: e.Name(), Bytes: n})
+		}
+	}
+	lim := plan.AsideLimits{Keep: pol.keep, Share: pol.share, MinFree: pol.minFree}
+	if pol.volume != nil {
+		// An unknown volume leaves the count as the only bound.
+		if total, free, err := pol.volume(parent); err == nil {
+			lim.VolumeBytes, lim.FreeBytes = total, free
+		}
+	}
+	remove, why := plan.PruneAside(copies, lim)
+	for _, name := range remove {
+		if err := os.RemoveAll(filepath.Join(parent, name)); err != nil {
+			return removed, why, fmt.Errorf("prune old copy: %w", err)
+		}
+		removed = append(removed, name)
+	}
+	return removed, why, nil
+}
+
+// dirBytes is the apparent size of the files under dir (etcd preallocates
+// its WAL segments, so this is also about what they hold on disk).
+func dirBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	return n, err
 }
 
 func slug(s string) string {
@@ -300,4 +360,14 @@ func (m markers) rebuiltFrom(memberID uint64) string {
 		return ""
 	}
 	return rm.FromMembers
+}
+
+// volumeOf reports the size and the free bytes (for an unprivileged
+// writer) of the file system holding dir.
+func volumeOf(dir string) (total, free int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize), nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -144,7 +145,7 @@ func TestMoveAsideKeepsBoundedCopies(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		must(t, os.MkdirAll(filepath.Join(dir, "member"), 0o700))
 		must(t, os.WriteFile(filepath.Join(dir, "member", "mark"), []byte(fmt.Sprint(i)), 0o600))
-		dst, err := moveAside(dir, "data is corrupt: db missing", 3, now.Add(time.Duration(i)*time.Second))
+		dst, err := moveAside(dir, "data is corrupt: db missing", asidePolicy{keep: 3}, now.Add(time.Duration(i)*time.Second))
 		must(t, err)
 		moved = append(moved, dst)
 	}
@@ -168,8 +169,91 @@ func TestMoveAsideKeepsBoundedCopies(t *testing.T) {
 		t.Fatalf("copy name %q does not carry the reason", moved[0])
 	}
 	// Nothing to move is not an error.
-	if dst, err := moveAside(dir, "x", 3, now); err != nil || dst != "" {
+	if dst, err := moveAside(dir, "x", asidePolicy{keep: 3}, now); err != nil || dst != "" {
 		t.Fatalf("moveAside of a missing dir = %q, %v", dst, err)
+	}
+}
+
+// TestMoveAsideBoundedByBytes: copies are bounded by their bytes, a share
+// of the volume, not only by their count, and go first when the volume
+// runs short, newest last. The volume is played by a function (a real one
+// of a few hundred bytes cannot be made here); the copies are real dirs.
+func TestMoveAsideBoundedByBytes(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "data")
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	free := int64(900)
+	pol := asidePolicy{keep: 3, share: 0.25, minFree: 0.25, volume: func(string) (int64, int64, error) { return 1000, free, nil }}
+	// move makes a data dir of 100 bytes and moves it aside; it returns
+	// the names of the copies left, oldest first.
+	var moved []string
+	move := func(i int) []string {
+		t.Helper()
+		must(t, os.MkdirAll(filepath.Join(dir, "member"), 0o700))
+		must(t, os.WriteFile(filepath.Join(dir, "member", "mark"), []byte(strings.Repeat(fmt.Sprint(i), 100)), 0o600))
+		dst, err := moveAside(dir, "rejoin", pol, now.Add(time.Duration(i)*time.Second))
+		must(t, err)
+		moved = append(moved, filepath.Base(dst))
+		entries, err := os.ReadDir(parent)
+		must(t, err)
+		var left []string
+		for _, e := range entries {
+			left = append(left, e.Name())
+		}
+		return left
+	}
+	move(0)
+	move(1)
+	// 25% of 1000 bytes holds two copies of 100 bytes; the count (3)
+	// would allow a third.
+	if left := move(2); !slices.Equal(left, moved[1:3]) {
+		t.Fatalf("copies left %v, want the newest two %v (bytes bound: 250 of 1000)", left, moved[1:3])
+	}
+	// The volume runs short (100 bytes free, 250 wanted): copies go,
+	// oldest first, until the volume would have 250 free; the newest stays.
+	free = 100
+	if left := move(3); !slices.Equal(left, moved[3:4]) {
+		t.Fatalf("copies left %v, want only the newest %v (volume short)", left, moved[3:4])
+	}
+	// Shorter still: the newest copy goes too; the data dir is never
+	// touched by the pruning (it was renamed first).
+	free = 10
+	if left := move(4); len(left) != 0 {
+		t.Fatalf("copies left %v, want none (volume short: 10 bytes free)", left)
+	}
+}
+
+// TestPruneAsideWhenVolumeShort: copies left from earlier moves are
+// deleted, oldest first, once the volume runs short, with no new move;
+// the data dir and unrelated entries are never touched.
+func TestPruneAsideWhenVolumeShort(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "data")
+	for _, name := range []string{"data", "data.aside-20260101T000000.000-rejoin", "data.aside-20260102T000000.000-restore", "left.json"} {
+		must(t, os.MkdirAll(filepath.Join(parent, name), 0o700))
+		must(t, os.WriteFile(filepath.Join(parent, name, "f"), []byte(strings.Repeat("x", 100)), 0o600))
+	}
+	free := int64(900)
+	pol := asidePolicy{keep: 3, share: 0.25, minFree: 0.25, volume: func(string) (int64, int64, error) { return 1000, free, nil }}
+	removed, why, err := pruneAside(dir, pol)
+	must(t, err)
+	if len(removed) != 0 || why != "" {
+		t.Fatalf("volume with room: removed %v (%s), want none", removed, why)
+	}
+	free = 160 // 250 wanted: deleting the older copy (100) frees enough
+	removed, why, err = pruneAside(dir, pol)
+	must(t, err)
+	if !slices.Equal(removed, []string{"data.aside-20260101T000000.000-rejoin"}) || !strings.Contains(why, "volume short") {
+		t.Fatalf("volume short: removed %v (%s), want the older copy, volume short", removed, why)
+	}
+	entries, err := os.ReadDir(parent)
+	must(t, err)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if want := []string{"data", "data.aside-20260102T000000.000-restore", "left.json"}; !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
 	}
 }
 

@@ -80,7 +80,7 @@ func (r *Replica) bootstrap(ctx context.Context, rec plan.Record, raw string) er
 // rejoin moves the data dir aside and joins with a clean one.
 func (r *Replica) rejoin(ctx context.Context, c plan.Cluster, gen uint64, reason string) error {
 	r.stopEtcd()
-	dst, err := moveAside(r.cfg.DataDir, reason, keepAside, time.Now())
+	dst, err := moveAside(r.cfg.DataDir, reason, defaultAside(), time.Now())
 	if err != nil {
 		return fmt.Errorf("rejoin: %w", err)
 	}

@@ -33,9 +33,6 @@ import (
 	"github.com/vetcd/vetcd/internal/topology"
 )
 
-// keepAside is how many moved-aside data dirs a replica keeps.
-const keepAside = 3
-
 // Options are the collaborators of a Replica. Zero values are replaced by
 // defaults built from the config.
 type Options struct {
@@ -185,6 +182,13 @@ func New(cfg config.Config, opts Options) (*Replica, error) {
 // loop and controller in the background. It returns once the endpoints
 // listen; use Ready to wait for etcd.
 func (r *Replica) Start(ctx context.Context) error {
+	// Copies moved aside while the volume had room go first once it is
+	// short, before etcd needs the room.
+	if removed, why, err := pruneAside(r.cfg.DataDir, defaultAside()); err != nil {
+		r.lg.Warn("could not prune moved-aside data dirs", zap.Error(err))
+	} else if len(removed) > 0 {
+		r.lg.Warn("deleted moved-aside data dirs", zap.Strings("removed", removed), zap.String("reason", why))
+	}
 	agentLn, err := listen(ctx, cmp.Or(r.cfg.ListenAgentURL, r.cfg.AgentURL))
 	if err != nil {
 		return fmt.Errorf("agent endpoint: %w", err)

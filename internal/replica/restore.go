@@ -127,7 +127,7 @@ func (r *Replica) restoreSnapshot(ctx context.Context, obs plan.ReplicaObservati
 		if old := InspectData(r.lg, r.cfg.DataDir); old.State == plan.DataValid {
 			served = old.Revision
 		}
-		dst, err := moveAside(r.cfg.DataDir, "restore", keepAside, time.Now())
+		dst, err := moveAside(r.cfg.DataDir, "restore", defaultAside(), time.Now())
 		if err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}

@@ -15,8 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
 	listersappsv1 "k8s.io/client-go/listers/apps/v1"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
@@ -59,7 +58,7 @@ var ErrNotSynced = errors.New("topology: kubernetes caches are not synced yet")
 type Kubernetes struct {
 	k      config.Kubernetes
 	self   Replica
-	client kubernetes.Interface
+	client *kubeClient
 	lg     *zap.Logger
 
 	mu      sync.Mutex
@@ -91,12 +90,17 @@ func RESTConfig(k config.Kubernetes) (*rest.Config, error) {
 }
 
 // NewKubernetes returns the Source of the replica self, reading the
-// objects named by k (defaults filled by config.Validate) through client.
-func NewKubernetes(client kubernetes.Interface, k config.Kubernetes, self Replica, lg *zap.Logger) *Kubernetes {
+// objects named by k (defaults filled by config.Validate) through the API
+// server rc points at. Nothing is contacted until Start.
+func NewKubernetes(rc *rest.Config, k config.Kubernetes, self Replica, lg *zap.Logger) (*Kubernetes, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	return &Kubernetes{k: k, self: self, client: client, lg: lg}
+	client, err := newKubeClient(rc, k.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	return &Kubernetes{k: k, self: self, client: client, lg: lg}, nil
 }
 
 // NewKubernetesFromConfig builds the client from cfg's kubeconfig (or the
@@ -112,11 +116,7 @@ func NewKubernetesFromConfig(cfg config.Config, lg *zap.Logger) (*Kubernetes, er
 		return nil, err
 	}
 	rc.UserAgent = "vetcd/" + cfg.Name
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("topology: kubernetes client: %w", err)
-	}
-	return NewKubernetes(client, *k, ReplicaOf(k, cfg.OrdinalValue()), lg), nil
+	return NewKubernetes(rc, *k, ReplicaOf(k, cfg.OrdinalValue()), lg)
 }
 
 // Start starts the informers, which run until ctx ends, and returns at
@@ -126,16 +126,16 @@ func NewKubernetesFromConfig(cfg config.Config, lg *zap.Logger) (*Kubernetes, er
 // caches keep their last content, so that a replica shutting down can
 // still read the desired count.
 func (s *Kubernetes) Start(ctx context.Context) error {
-	byName := func(name string) informers.SharedInformerOption {
-		return informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+	byName := func(name string) func(*metav1.ListOptions) {
+		return func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
-		})
+		}
 	}
-	setF := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(s.k.Namespace), byName(s.k.StatefulSet))
-	recF := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(s.k.Namespace), byName(s.k.ClusterRecord))
-	setInf := setF.Apps().V1().StatefulSets()
-	recInf := recF.Core().V1().ConfigMaps()
-	_, err := setInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	setInf := s.client.statefulSets().informer(&appsv1.StatefulSet{},
+		func() runtime.Object { return &appsv1.StatefulSetList{} }, byName(s.k.StatefulSet))
+	recInf := s.client.configMaps().informer(&corev1.ConfigMap{},
+		func() runtime.Object { return &corev1.ConfigMapList{} }, byName(s.k.ClusterRecord))
+	_, err := setInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.startPods(ctx, obj) },
 		UpdateFunc: func(_, obj any) { s.startPods(ctx, obj) },
 	})
@@ -143,12 +143,12 @@ func (s *Kubernetes) Start(ctx context.Context) error {
 		return fmt.Errorf("topology: watch statefulset: %w", err)
 	}
 	s.mu.Lock()
-	s.sets = setInf.Lister()
-	s.records = recInf.Lister()
-	s.synced = []cache.InformerSynced{setInf.Informer().HasSynced, recInf.Informer().HasSynced}
+	s.sets = listersappsv1.NewStatefulSetLister(setInf.GetIndexer())
+	s.records = listerscorev1.NewConfigMapLister(recInf.GetIndexer())
+	s.synced = []cache.InformerSynced{setInf.HasSynced, recInf.HasSynced}
 	s.mu.Unlock()
-	setF.Start(ctx.Done())
-	recF.Start(ctx.Done())
+	go setInf.RunWithContext(ctx)
+	go recInf.RunWithContext(ctx)
 	s.lg.Info("kubernetes topology started", zap.String("namespace", s.k.Namespace),
 		zap.String("statefulset", s.k.StatefulSet), zap.String("service", s.k.Service),
 		zap.String("cluster-record", s.k.ClusterRecord))
@@ -204,12 +204,11 @@ func (s *Kubernetes) startPods(ctx context.Context, obj any) {
 		s.lg.Warn("statefulset has an invalid selector; pods cannot be watched", zap.Error(err))
 		return
 	}
-	f := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(s.k.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
-	inf := f.Core().V1().Pods()
-	s.pods = inf.Lister()
-	s.podsSynced = inf.Informer().HasSynced
-	f.Start(ctx.Done())
+	inf := s.client.pods().informer(&corev1.Pod{}, func() runtime.Object { return &corev1.PodList{} },
+		func(o *metav1.ListOptions) { o.LabelSelector = sel.String() })
+	s.pods = listerscorev1.NewPodLister(inf.GetIndexer())
+	s.podsSynced = inf.HasSynced
+	go inf.RunWithContext(ctx)
 }
 
 // statefulSet returns the StatefulSet from the cache.
@@ -290,7 +289,7 @@ func (s *Kubernetes) Gone(ctx context.Context, ordinal int) (bool, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := s.client.CoreV1().Pods(s.k.Namespace).Get(cctx, name, metav1.GetOptions{})
+	err := s.client.pods().get(cctx, name, &corev1.Pod{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return true, nil
@@ -324,7 +323,7 @@ func (s *Kubernetes) ClusterRecord(context.Context) (string, error) {
 // and the write is conditional on the resourceVersion read, so of two
 // replicas swapping at once exactly one wins.
 func (s *Kubernetes) SwapClusterRecord(ctx context.Context, old, record string) (bool, error) {
-	cms := s.client.CoreV1().ConfigMaps(s.k.Namespace)
+	cms := configMapClient{s.client.configMaps()}
 	cm, err := cms.Get(ctx, s.k.ClusterRecord, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -393,7 +392,7 @@ func setRecord(cm *corev1.ConfigMap, record string) {
 // with a live API call (retrying on conflicts). Replicas never use it (they
 // swap); it is for tests and tools that set a record up.
 func (s *Kubernetes) SetClusterRecord(ctx context.Context, record string) error {
-	cms := s.client.CoreV1().ConfigMaps(s.k.Namespace)
+	cms := configMapClient{s.client.configMaps()}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := cms.Get(ctx, s.k.ClusterRecord, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/vetcd/vetcd/internal/config"
 	"github.com/vetcd/vetcd/internal/pki"
@@ -35,9 +34,9 @@ func PrepareTLS(ctx context.Context, cfg config.Config, lg *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newKubeClient(rc, k.Namespace)
 	if err != nil {
-		return fmt.Errorf("topology: kubernetes client: %w", err)
+		return err
 	}
 	opts := pki.Options{DNSNames: k.DNSNames(), IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
 	if k.AdvertiseHost != "" {
@@ -49,7 +48,7 @@ func PrepareTLS(ctx context.Context, cfg config.Config, lg *zap.Logger) error {
 	}
 	wait := 500 * time.Millisecond
 	for {
-		b, err := pki.EnsureSecret(ctx, client.CoreV1().Secrets(k.Namespace), k.Namespace, k.TLSSecret, opts)
+		b, err := pki.EnsureSecret(ctx, secretClient{client.secrets()}, k.Namespace, k.TLSSecret, opts)
 		if err == nil {
 			if err := b.WriteFiles(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 				return fmt.Errorf("topology: tls secret %s: %w", k.TLSSecret, err)

@@ -172,7 +172,7 @@ func (s *Static) Desired(context.Context) (int, error) {
 }
 
 // Lookup implements Source.
-func (s *Static) Lookup(_ context.Context, ordinal int) (Replica, bool, error) {
+func (s *Static) Lookup(ctx context.Context, ordinal int) (Replica, bool, error) {
 	if ordinal == s.self.Ordinal {
 		return s.self, true, nil
 	}
@@ -180,7 +180,29 @@ func (s *Static) Lookup(_ context.Context, ordinal int) (Replica, bool, error) {
 	if err != nil {
 		return Replica{}, false, err
 	}
-	r, ok := f.Replica(ordinal)
+	return staticSnapshot{self: s.self, f: f}.Lookup(ctx, ordinal)
+}
+
+// snapshot is the file as read now, for LookupAll.
+func (s *Static) snapshot() (Lookuper, error) {
+	f, err := ReadFile(s.path)
+	if err != nil {
+		return nil, err
+	}
+	return staticSnapshot{self: s.self, f: f}, nil
+}
+
+// staticSnapshot answers Lookup as Static does, from one read of the file.
+type staticSnapshot struct {
+	self Replica
+	f    File
+}
+
+func (s staticSnapshot) Lookup(_ context.Context, ordinal int) (Replica, bool, error) {
+	if ordinal == s.self.Ordinal {
+		return s.self, true, nil
+	}
+	r, ok := s.f.Replica(ordinal)
 	return r, ok, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -135,5 +136,56 @@ func TestUpdateFileSkipsNoOpWrites(t *testing.T) {
 	}
 	if _, err := os.Stat(p2); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lookupOnly hides Static's snapshot, so LookupAll asks it ordinal by
+// ordinal: the answer one read of the file gives must be the same.
+type lookupOnly struct{ s *Static }
+
+func (l lookupOnly) Lookup(ctx context.Context, ordinal int) (Replica, bool, error) {
+	return l.s.Lookup(ctx, ordinal)
+}
+
+func TestStaticLookupAllFromOneReadAnswersAlike(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		self   int
+		inFile []int
+		want   int
+	}{
+		{"self fills a gap", 2, []int{0, 1, 3}, 4},
+		{"a gap ends the walk", 0, []int{0, 2}, 1},
+		{"self only", 0, nil, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "topology.json")
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(UpdateFile(path, func(f *File) error {
+				for _, o := range tc.inFile {
+					f.Replicas = append(f.Replicas, replica(o))
+				}
+				return nil
+			}))
+			s := NewStatic(path, replica(tc.self))
+			once, err := LookupAll(ctx, s)
+			must(err)
+			each, err := LookupAll(ctx, lookupOnly{s})
+			must(err)
+			if len(once) != tc.want || !maps.Equal(once, each) {
+				t.Fatalf("one read: %v; ordinal by ordinal: %v; want %d replicas", once, each, tc.want)
+			}
+		})
+	}
+	// A missing file is the same error either way.
+	s := NewStatic(filepath.Join(t.TempDir(), "none.json"), replica(0))
+	if _, err := LookupAll(ctx, s); !errors.Is(err, ErrNoTopology) {
+		t.Fatalf("LookupAll without a file: %v, want ErrNoTopology", err)
 	}
 }

@@ -100,9 +100,24 @@ type Lookuper interface {
 	Lookup(ctx context.Context, ordinal int) (Replica, bool, error)
 }
 
+// snapshotter is a Lookuper that can answer all the lookups of one
+// LookupAll from one read of its source: Static reads and parses its file
+// once per pass instead of once per ordinal (the largest share of an idle
+// replica's own CPU in the profile, BENCHMARKS.md, Footprint).
+type snapshotter interface {
+	snapshot() (Lookuper, error)
+}
+
 // LookupAll builds the Directory of the replicas src knows, from ordinal 0
 // up to the first unknown ordinal (at most 64).
 func LookupAll(ctx context.Context, src Lookuper) (Directory, error) {
+	if s, ok := src.(snapshotter); ok {
+		snap, err := s.snapshot()
+		if err != nil {
+			return nil, err
+		}
+		src = snap
+	}
 	dir := Directory{}
 	for i := 0; i < maxOrdinalScan; i++ {
 		r, ok, err := src.Lookup(ctx, i)

@@ -298,6 +298,7 @@ func render(in string, prev previous) ([]byte, error) {
 	fragments := []struct{ file, title, make string }{
 		{"snapshot.md", "Snapshot create and restore", "make -C bench snapshot"},
 		{"migrate.md", "Migration from kine SQLite", "make -C bench migrate"},
+		{"footprint.md", "Footprint", "make -C bench footprint"},
 		{"chaos.md", "Chaos", "make chaos"},
 		{"simulate.md", "Deterministic simulation", "make simulate"},
 	}
