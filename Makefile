@@ -26,8 +26,8 @@ $(BIN)/vetcd: FORCE
 
 FORCE:
 
-## test: everything CI checks: formatting, vet, staticcheck, unit and end-to-end tests.
-test: lint unit e2e
+## test: everything CI checks: formatting, vet, staticcheck, unit and end-to-end tests, the chart on real pods.
+test: lint unit e2e e2e-kube
 
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -62,15 +62,14 @@ simulate:
 ## image: vetcd's OCI image as a docker-archive tarball (bin/image/vetcd.tar, vetcd.local/vetcd:dev),
 ## built from the Dockerfile's definition without a container engine (hack/image).
 IMAGE_TAG ?= vetcd.local/vetcd:dev
-image:
+image: build
 	@mkdir -p $(BIN)/image
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/image/vetcd ./cmd/vetcd
-	cd hack/image && $(GO) run . -dockerfile ../../Dockerfile -binary ../../$(BIN)/image/vetcd -tag $(IMAGE_TAG) -out ../../$(BIN)/image/vetcd.tar
+	cd hack/image && $(GO) run . -dockerfile ../../Dockerfile -binary ../../$(BIN)/vetcd -tag $(IMAGE_TAG) -out ../../$(BIN)/image/vetcd.tar
 
 ## e2e-kube: the chart on real pods: a single-node Kubernetes (hack/kube) started and stopped by
 ## test/pods, the seed's procedures run against it. Needs root.
 e2e-kube: image test-tools
-	@cd hack/image && $(GO) test -count=1 ./...
+	@cd hack/image && CGO_ENABLED=0 $(GO) test -count=1 ./...
 	@VETCD_REQUIRE_TOOLS=1 VETCD_IMAGE=$(abspath $(BIN)/image/vetcd.tar) $(GO) test -count=1 -timeout 30m -v ./test/pods/ 2>&1 | tee e2e-kube.log \
 	  | grep --line-buffered -E '^(--- |PASS|FAIL|ok|panic|\s+[a-z_]+_test\.go:[0-9]+:|pods:)'; \
 	  rc=$${PIPESTATUS[0]}; if [ $$rc -ne 0 ]; then echo "--- e2e-kube failed; the last lines of e2e-kube.log:"; tail -n 300 e2e-kube.log; fi; exit $$rc

@@ -17,6 +17,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"debug/elf"
 	"errors"
 	"flag"
 	"fmt"
@@ -99,6 +100,9 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading the binary: %w", err)
 	}
+	if err := static(bin); err != nil {
+		return fmt.Errorf("%s: %w", *binary, err)
+	}
 	img, err := Build(bin, def)
 	if err != nil {
 		return err
@@ -109,6 +113,21 @@ func run(args []string, stderr io.Writer) error {
 		return fmt.Errorf("writing %s: %w", *out, err)
 	}
 	return os.Rename(tmp, *out)
+}
+
+// static refuses a binary that needs a dynamic loader: the image has no libc,
+// so the container would fail with "exec ...: no such file or directory".
+func static(bin []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		return fmt.Errorf("not an ELF executable: %w", err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return errors.New("dynamically linked; the image has no libc: build it with CGO_ENABLED=0")
+		}
+	}
+	return nil
 }
 
 func split(s string) []string {

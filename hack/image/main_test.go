@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -32,8 +33,8 @@ func TestDockerfileDefinition(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "vetcd.tar")
-	bin := filepath.Join(t.TempDir(), "vetcd")
-	if err := os.WriteFile(bin, []byte("#!/bin/false\n"), 0o755); err != nil {
+	bin, err := os.Executable() // this test binary: static under CGO_ENABLED=0, as make e2e-kube runs it
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := run([]string{"-dockerfile", "../../Dockerfile", "-binary", bin, "-tag", "vetcd.local/vetcd:test", "-out", out}, os.Stderr); err != nil {
@@ -70,5 +71,19 @@ func TestParseDockerfileRefuses(t *testing.T) {
 		if def, err := ParseDockerfile(src); err == nil {
 			t.Errorf("%s: accepted as %+v", name, def)
 		}
+	}
+}
+
+// TestRefusesDynamicBinary: a binary that needs libc would fail in the image
+// with a confusing "no such file or directory"; image refuses it up front and
+// writes nothing.
+func TestRefusesDynamicBinary(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "x.tar")
+	err := run([]string{"-binary", "/bin/true", "-path", "/true", "-tag", "x.local/x:1", "-out", out}, os.Stderr)
+	if err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Fatalf("a dynamically linked /bin/true: %v, want a refusal naming CGO_ENABLED=0", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a refused build left %s behind", out)
 	}
 }

@@ -78,7 +78,7 @@ func TestPods(t *testing.T) {
 			return nil
 		})
 		r.waitSettled(t, 3, 5*time.Minute)
-		if got := r.restarts(t)[r.name+"-0"]; got != 0 {
+		if got := r.restarts(t)[r.name+"-0"].total(); got != 0 {
 			t.Fatalf("pod 0 on a new volume rejoined after %d container restarts, want 0", got)
 		}
 	})
@@ -114,8 +114,18 @@ func TestPods(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if sts.Status.UpdatedReplicas != 3 || sts.Status.CurrentRevision != sts.Status.UpdateRevision || sts.Status.ReadyReplicas != 3 {
-				return fmt.Errorf("%d of 3 updated, %d ready", sts.Status.UpdatedReplicas, sts.Status.ReadyReplicas)
+			if sts.Status.ObservedGeneration < sts.Generation || sts.Status.UpdatedReplicas != 3 ||
+				sts.Status.CurrentRevision != sts.Status.UpdateRevision || sts.Status.ReadyReplicas != 3 {
+				return fmt.Errorf("generation %d observed %d, %d of 3 updated, %d ready", sts.Generation, sts.Status.ObservedGeneration, sts.Status.UpdatedReplicas, sts.Status.ReadyReplicas)
+			}
+			pods, err := r.pods(ctx)
+			if err != nil {
+				return err
+			}
+			for name, p := range pods {
+				if img := p.Spec.InitContainers[0].Image; img != "vetcd.local/vetcd:v2" || p.DeletionTimestamp != nil {
+					return fmt.Errorf("%s still runs %s", name, img)
+				}
 			}
 			return nil
 		})
@@ -202,7 +212,7 @@ func (r *release) evict(pod string) error {
 	return r.n.cs.PolicyV1().Evictions(r.ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod, Namespace: r.ns}})
 }
 
-// watchQuorum samples the healthy voters every half second until stopped,
+// watchQuorum samples the answering voters every half second until stopped,
 // and returns the fewest seen (a sample where no member answers counts 0).
 func watchQuorum(t *testing.T, r *release) (stop func() int) {
 	t.Helper()
@@ -211,8 +221,10 @@ func watchQuorum(t *testing.T, r *release) (stop func() int) {
 	go func() {
 		w := 1 << 30
 		for ctx.Err() == nil {
-			c, cc := context.WithTimeout(ctx, 3*time.Second)
-			w = min(w, r.healthyVoters(c))
+			c, cc := context.WithTimeout(ctx, 5*time.Second)
+			if h := r.healthyVoters(c); ctx.Err() == nil {
+				w = min(w, h) // a sample cut short by stop() is no sample
+			}
 			cc()
 			select {
 			case <-ctx.Done():
@@ -224,8 +236,9 @@ func watchQuorum(t *testing.T, r *release) (stop func() int) {
 	return func() int { cancel(); return <-worst }
 }
 
-// healthyVoters counts the voters that answer Status under a leader, asking
-// each Ready-or-not pod of the release on its own.
+// healthyVoters counts the voters whose members answer Status, asking
+// each pod's member on its own and all at once, each with its own deadline,
+// so one member that does not answer cannot make the others look down.
 func (r *release) healthyVoters(ctx context.Context) int {
 	pods, err := r.pods(ctx)
 	if err != nil {
@@ -235,13 +248,22 @@ func (r *release) healthyVoters(ctx context.Context) int {
 	if err != nil {
 		return 0
 	}
-	healthy := 0
+	results := make(chan bool, len(pods))
 	for _, p := range pods {
-		if p.Status.PodIP == "" {
-			continue
-		}
-		h, err := memberStatus(ctx, "https://"+p.Status.PodIP+":2379", tc)
-		if err == nil && h {
+		go func(ip string) {
+			if ip == "" {
+				results <- false
+				return
+			}
+			c, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			ok, err := memberStatus(c, "https://"+ip+":2379", tc)
+			results <- err == nil && ok
+		}(p.Status.PodIP)
+	}
+	healthy := 0
+	for range pods {
+		if <-results {
 			healthy++
 		}
 	}
@@ -272,11 +294,24 @@ func recyclePVs(ctx context.Context, t *testing.T, n *node) {
 	}
 }
 
-func restartDelta(before, after map[string]int32) string {
+// restartDelta names the container restarts between two readings, per pod
+// and container ("vetcd-2/kube-apiserver=1"), or "none".
+func restartDelta(before, after map[string]podRestarts) string {
 	var parts []string
 	for name, a := range after {
-		parts = append(parts, fmt.Sprintf("%s=%d", name, a-before[name]))
+		b := before[name]
+		for c, n := range a.containers {
+			if b.uid == a.uid {
+				n -= b.containers[c]
+			}
+			if n > 0 {
+				parts = append(parts, fmt.Sprintf("%s/%s=%d (last: %s)", name, c, n, a.last[c]))
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
 	}
 	sort.Strings(parts)
-	return "{" + strings.Join(parts, " ") + "}"
+	return strings.Join(parts, " ")
 }
