@@ -70,6 +70,19 @@ func startMinIO(t *testing.T, n *node, ns string) minioPod {
 		t.Fatal(err)
 	}
 	m := minioPod{bucket: "backups"}
+	// Ready first: a bucket made while MinIO still formats its drive is not
+	// reliably there afterwards.
+	testtools.WaitFor(t, 2*time.Minute, "the MinIO pod Ready", func(ctx context.Context) error {
+		d, err := n.cs.AppsV1().Deployments(ns).Get(ctx, "minio", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.ReadyReplicas != 1 {
+			out, _ := runErr(10*time.Second, "/", []string{"KUBECONFIG=" + n.kubeconfig}, filepath.Join(n.bin, "kubectl"), "-n", ns, "logs", "deploy/minio", "--tail=5")
+			return fmt.Errorf("%d ready; its log: %s", d.Status.ReadyReplicas, out)
+		}
+		return nil
+	})
 	testtools.WaitFor(t, 2*time.Minute, "MinIO in a pod makes a bucket", func(ctx context.Context) error {
 		if err := cli.MakeBucket(ctx, m.bucket, minio.MakeBucketOptions{}); err != nil {
 			if ok, _ := cli.BucketExists(ctx, m.bucket); ok {

@@ -174,7 +174,7 @@ func TestPods(t *testing.T) {
 			}
 			return nil
 		})
-		n.helm(t, "upgrade", r.name, n.root+"/deploy/helm/vetcd", "-n", r.ns, "-f", r.valuesYML, "--set", "image.tag=v2",
+		n.helm(t, "upgrade", r.name, n.root+"/deploy/helm/vetcd", "-n", r.ns, "--reuse-values",
 			"--set", "replicas=3", "--set-string", "restore.from="+url)
 		r.waitSettled(t, 3, 8*time.Minute)
 		settled := time.Since(start)
