@@ -39,6 +39,11 @@ lint: $(STATICCHECK)
 	@# The rules link nothing but the standard library (DESIGN.md: plan is pure).
 	@nonstd=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./internal/plan | grep -v '^github.com/vetcd/vetcd/internal/plan$$'); \
 	  if [ -n "$$nonstd" ]; then echo "internal/plan must import the standard library only; it links:"; echo "$$nonstd"; exit 1; fi
+	@# Clients are leaves, and config validation links no storage backend.
+	@own=$$($(GO) list -deps ./internal/etcdclient | grep '^github.com/vetcd/vetcd/' | grep -v '^github.com/vetcd/vetcd/internal/etcdclient$$'); \
+	  if [ -n "$$own" ]; then echo "internal/etcdclient must not import other vetcd packages; it links:"; echo "$$own"; exit 1; fi
+	@be=$$($(GO) list -deps ./internal/config | grep -x -e 'github.com/minio/minio-go/v7' -e 'oras.land/oras-go/v2/registry/remote' -e 'github.com/vetcd/vetcd/internal/storage'); \
+	  if [ -n "$$be" ]; then echo "internal/config must not link the storage backends (use internal/storage/storageurl); it links:"; echo "$$be"; exit 1; fi
 
 ## unit: pure decisions, config, pki, storage backends against real servers, in-process etcd.
 unit: test-tools

@@ -139,7 +139,7 @@ func statusRows(c status.Cluster) [][]string {
 		if alarms == "" {
 			alarms = "-"
 		}
-		rows = append(rows, []string{m.Name, m.ID, m.Role, health, fmt.Sprint(m.RaftIndex), fmt.Sprint(m.Applied),
+		rows = append(rows, []string{m.Name, m.ID, string(m.Role), health, fmt.Sprint(m.RaftIndex), fmt.Sprint(m.Applied),
 			humanBytes(m.DBSize), alarms, m.Version})
 	}
 	return rows

@@ -61,7 +61,9 @@ type API interface {
 	MemberRemove(ctx context.Context, id uint64) error
 	MoveLeader(ctx context.Context, id uint64) error
 	Compact(ctx context.Context, rev int64) error
-	AlarmList(ctx context.Context) ([]plan.Alarm, error)
+	// AlarmList is etcd's alarm list; the controller maps it to plan's
+	// terms (planAlarms).
+	AlarmList(ctx context.Context) ([]*pb.AlarmMember, error)
 	AlarmDisarm(ctx context.Context, memberID uint64, alarm string) error
 }
 
@@ -369,11 +371,12 @@ func (c *Controller) observe(ctx context.Context, l Local, api API) (o plan.Clus
 		return o, false, err
 	}
 	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	o.Alarms, err = api.AlarmList(actx)
+	alarms, err := api.AlarmList(actx)
 	cancel()
 	if err != nil {
 		return o, false, fmt.Errorf("alarm list: %w", err)
 	}
+	o.Alarms = planAlarms(alarms)
 
 	ms := l.Members()
 	o.Members = ObserveMembers(ctx, c.opts.Pool, ms, dir, l, 2*time.Second)
@@ -390,6 +393,16 @@ func (c *Controller) observe(ctx context.Context, l Local, api API) (o plan.Clus
 	c.opts.Metrics.Members.WithLabelValues("voter").Set(float64(len(plan.Voters(o.Members))))
 	c.opts.Metrics.Members.WithLabelValues("learner").Set(float64(len(o.Members) - len(plan.Voters(o.Members))))
 	return o, rep.Soon, nil
+}
+
+// planAlarms maps etcd's alarm list to plan's alarms, named as etcd names
+// them (plan.AlarmNoSpace, plan.AlarmCorrupt).
+func planAlarms(as []*pb.AlarmMember) []plan.Alarm {
+	out := make([]plan.Alarm, 0, len(as))
+	for _, a := range as {
+		out = append(out, plan.Alarm{MemberID: a.GetMemberID(), Name: a.GetAlarm().String()})
+	}
+	return out
 }
 
 func corruptAlarms(as []plan.Alarm) []plan.Alarm {

@@ -154,7 +154,13 @@ func (w *world) MoveLeader(_ context.Context, id uint64) error {
 func (w *world) Compact(_ context.Context, rev int64) error {
 	return w.call(fmt.Sprintf("compact %d", rev))
 }
-func (w *world) AlarmList(context.Context) ([]plan.Alarm, error) { return w.alarms, nil }
+func (w *world) AlarmList(context.Context) ([]*pb.AlarmMember, error) {
+	out := make([]*pb.AlarmMember, 0, len(w.alarms))
+	for _, a := range w.alarms {
+		out = append(out, &pb.AlarmMember{MemberID: a.MemberID, Alarm: pb.AlarmType(pb.AlarmType_value[a.Name])})
+	}
+	return out, nil
+}
 func (w *world) AlarmDisarm(_ context.Context, id uint64, alarm string) error {
 	if err := w.call(fmt.Sprintf("disarm %x %s", id, alarm)); err != nil {
 		return err

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/vetcd/vetcd/internal/storage"
+	"github.com/vetcd/vetcd/internal/storage/storageurl"
 )
 
 // Restore asks the replicas to found the cluster anew from a snapshot. It
@@ -40,7 +40,7 @@ func (r Restore) validate() []error {
 		}
 		return errs
 	}
-	switch loc, err := storage.Parse(r.From); {
+	switch loc, err := storageurl.Parse(r.From); {
 	case err != nil:
 		errs = append(errs, fmt.Errorf("restore.from: %w", err))
 	case loc.Name == "":

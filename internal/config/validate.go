@@ -13,7 +13,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/vetcd/vetcd/internal/storage"
+	"github.com/vetcd/vetcd/internal/storage/storageurl"
 )
 
 // Validate checks c and returns every problem found, joined (errors.Join);
@@ -225,7 +225,7 @@ func (s Snapshots) validate() []error {
 	if _, err := cron.ParseStandard(s.Schedule); err != nil {
 		errs = append(errs, fmt.Errorf("snapshots.schedule %q: %w", s.Schedule, err))
 	}
-	switch loc, err := storage.Parse(s.Target); {
+	switch loc, err := storageurl.Parse(s.Target); {
 	case s.Target == "":
 		errs = append(errs, errors.New("snapshots.target: required with snapshots.schedule"))
 	case err != nil:

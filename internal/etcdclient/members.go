@@ -7,8 +7,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/vetcd/vetcd/internal/plan"
 )
 
 // API is the cluster calls the leader's controller makes, sent to one
@@ -69,8 +67,9 @@ func (a API) Compact(ctx context.Context, rev int64) error {
 	return err
 }
 
-// AlarmList lists the raised alarms.
-func (a API) AlarmList(ctx context.Context) ([]plan.Alarm, error) {
+// AlarmList lists the raised alarms, as etcd gives them: the client stays
+// a leaf package, and its caller maps them to its own terms.
+func (a API) AlarmList(ctx context.Context) ([]*pb.AlarmMember, error) {
 	c, err := a.client()
 	if err != nil {
 		return nil, err
@@ -79,11 +78,7 @@ func (a API) AlarmList(ctx context.Context) ([]plan.Alarm, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]plan.Alarm, 0, len(resp.Alarms))
-	for _, al := range resp.Alarms {
-		out = append(out, plan.Alarm{MemberID: al.MemberID, Name: al.Alarm.String()})
-	}
-	return out, nil
+	return resp.Alarms, nil
 }
 
 // AlarmDisarm disarms one alarm of one member.

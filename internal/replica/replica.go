@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"sync"
 	"syscall"
@@ -61,7 +60,7 @@ type Replica struct {
 	rebuildAfter time.Duration
 
 	agentSrv *agent.Server
-	httpSrv  *http.Server
+	httpSrv  *httpServer
 
 	cancel   context.CancelFunc
 	loopDone chan struct{}

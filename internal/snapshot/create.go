@@ -141,10 +141,10 @@ func pickSource(c status.Cluster) (status.Row, bool) {
 		if r.ClientURL == "" || (!r.Healthy && r.RaftIndex == 0) {
 			continue
 		}
-		if r.Role == "leader" && r.Healthy {
+		if r.Role == status.RoleLeader && r.Healthy {
 			return r, true
 		}
-		if r.Role != "learner" && (!found || r.RaftIndex > best.RaftIndex) {
+		if r.Role != status.RoleLearner && (!found || r.RaftIndex > best.RaftIndex) {
 			best, found = r, true
 		}
 	}

@@ -23,11 +23,22 @@ import (
 	"github.com/vetcd/vetcd/internal/plan"
 )
 
+// Role is a member's part in the cluster, as its status shows it. The
+// JSON form is the plain word, so the status output does not change.
+type Role string
+
+// The roles a member can have.
+const (
+	RoleLeader   Role = "leader"
+	RoleFollower Role = "follower"
+	RoleLearner  Role = "learner"
+)
+
 // Row is one member.
 type Row struct {
 	Name      string   `json:"name"`
 	ID        string   `json:"id"`
-	Role      string   `json:"role"` // leader, follower, learner
+	Role      Role     `json:"role"`
 	Healthy   bool     `json:"healthy"`
 	Error     string   `json:"error,omitempty"`
 	ClientURL string   `json:"clientURL,omitempty"`
@@ -96,9 +107,9 @@ func (c Cluster) Settled(n int) (bool, string) {
 		switch {
 		case !m.Healthy:
 			return false, fmt.Sprintf("member %s is not healthy: %s", m.Name, m.Error)
-		case m.Role == "learner":
+		case m.Role == RoleLearner:
 			return false, fmt.Sprintf("member %s is still a learner", m.Name)
-		case m.Role == "leader":
+		case m.Role == RoleLeader:
 			leaders++
 		}
 	}
@@ -165,9 +176,9 @@ func Get(ctx context.Context, endpoints []string, tlsConfig *tls.Config) (Cluste
 	c.Members = make([]Row, len(resp.Members))
 	var wg sync.WaitGroup
 	for i, m := range resp.Members {
-		row := Row{Name: m.GetName(), ID: fmt.Sprintf("%x", m.GetID()), Role: "follower", Alarms: alarms[m.GetID()]}
+		row := Row{Name: m.GetName(), ID: fmt.Sprintf("%x", m.GetID()), Role: RoleFollower, Alarms: alarms[m.GetID()]}
 		if m.GetIsLearner() {
-			row.Role = "learner"
+			row.Role = RoleLearner
 		}
 		if row.Name == "" {
 			row.Name = "(unstarted)"
@@ -223,7 +234,7 @@ func fill(row *Row, st *pb.StatusResponse, id uint64) {
 	row.DBSize = st.GetDbSize()
 	row.Version = st.GetVersion()
 	if st.GetLeader() == id && !st.GetIsLearner() {
-		row.Role = "leader"
+		row.Role = RoleLeader
 	}
 	if st.GetLeader() == 0 {
 		row.Healthy = false

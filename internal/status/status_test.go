@@ -6,7 +6,7 @@ import (
 )
 
 func TestSettled(t *testing.T) {
-	row := func(name, role string, healthy bool) Row {
+	row := func(name string, role Role, healthy bool) Row {
 		return Row{Name: name, Role: role, Healthy: healthy, Error: "down"}
 	}
 	tests := []struct {

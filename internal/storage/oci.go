@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +32,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/vetcd/vetcd/internal/storage/storageurl"
 )
 
 // Media types of a vetcd snapshot stored as an OCI artifact. A registry
@@ -76,86 +77,14 @@ const (
 // errNotSnapshot is an artifact that is not a vetcd snapshot.
 var errNotSnapshot = errors.New("storage: oci: not a vetcd snapshot")
 
-// ociTagRegexp is the OCI distribution spec's tag grammar.
-var ociTagRegexp = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-
-// parseOCI fills loc from oci://registry[:port]/repository[:tag]. Root is
-// registry/repository, Name the tag; a URL with no tag, an empty tag
-// ("repo:") or a trailing "/" names the repository as a whole, as `list`
-// and a scheduled snapshots target want.
-func parseOCI(u *url.URL, loc *Location) error {
-	const form = "use oci://registry[:port]/repository:tag"
-	if u.Host == "" {
-		return fmt.Errorf("no registry; %s", form)
-	}
-	if u.Opaque != "" || u.Fragment != "" || u.RawFragment != "" {
-		return fmt.Errorf("malformed; %s", form)
-	}
-	p := strings.TrimPrefix(u.Path, "/")
-	if i := strings.Index(p, "@"); i >= 0 {
-		return fmt.Errorf("digest reference %q: snapshots are named by tag; %s", p[i:], form)
-	}
-	p = strings.TrimSuffix(p, "/")
-	repo, tag := p, ""
-	if i := strings.LastIndex(p, ":"); i >= 0 && !strings.Contains(p[i:], "/") {
-		repo, tag = p[:i], p[i+1:]
-	}
-	ref := registry.Reference{Registry: u.Host, Repository: repo, Reference: tag}
-	if err := ref.ValidateRegistry(); err != nil {
-		return fmt.Errorf("registry %q: %w", u.Host, err)
-	}
-	if repo == "" {
-		return fmt.Errorf("no repository; %s", form)
-	}
-	if err := ref.ValidateRepository(); err != nil {
-		return fmt.Errorf("repository %q: lower-case letters, digits and separators only: %w", repo, err)
-	}
-	if tag != "" && !ociTagRegexp.MatchString(tag) {
-		return fmt.Errorf("tag %q: a tag is 1-128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", tag)
-	}
-	if _, err := ociOptionsFromQuery(u.Query()); err != nil {
-		return err
-	}
-	loc.Root = u.Host + "/" + repo
-	loc.Name = tag
-	return nil
-}
-
-// ociOptionsFromQuery reads the URL options: insecure=true (plain HTTP),
-// ca=FILE (a private CA for https) and timeout=DURATION (connect and
-// ping). Unknown options are errors.
+// ociOptionsFromQuery reads the URL options (storageurl.ParseOCIOptions
+// checks them) into the backend's options.
 func ociOptionsFromQuery(q url.Values) (OCIOptions, error) {
-	var o OCIOptions
-	for k, v := range q {
-		if len(v) != 1 {
-			return o, fmt.Errorf("option %q given %d times", k, len(v))
-		}
-		switch k {
-		case "insecure":
-			b, err := strconv.ParseBool(v[0])
-			if err != nil {
-				return o, fmt.Errorf("insecure=%q: want true or false", v[0])
-			}
-			o.PlainHTTP = b
-		case "timeout":
-			d, err := time.ParseDuration(v[0])
-			if err != nil || d <= 0 {
-				return o, fmt.Errorf("timeout=%q: want a positive duration such as 30s", v[0])
-			}
-			o.Timeout = d
-		case "ca":
-			if v[0] == "" {
-				return o, errors.New("ca=: name a PEM file with the registry's CA certificate")
-			}
-			o.CAFile = v[0]
-		default:
-			return o, fmt.Errorf("unknown option %q (oci:// URLs take insecure=true, ca=FILE and timeout=DURATION)", k)
-		}
+	o, err := storageurl.ParseOCIOptions(q)
+	if err != nil {
+		return OCIOptions{}, err
 	}
-	if o.PlainHTTP && o.CAFile != "" {
-		return o, errors.New("ca= is for https and insecure=true is plain HTTP: use one")
-	}
-	return o, nil
+	return OCIOptions{PlainHTTP: o.PlainHTTP, CAFile: o.CAFile, Timeout: o.Timeout}, nil
 }
 
 func openOCI(ctx context.Context, loc Location) (Backend, error) {
@@ -355,7 +284,7 @@ func (o *OCI) wrap(doing string, err error) error {
 // object is the manifest (config) rather than the data (layer).
 func ociTag(name string) (tag string, manifest bool, err error) {
 	tag = strings.TrimSuffix(name, ManifestSuffix)
-	if !ociTagRegexp.MatchString(tag) {
+	if !storageurl.ValidTag(tag) {
 		return "", false, fmt.Errorf("storage: bad object name %q: an OCI tag is 1-128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", name)
 	}
 	return tag, tag != name, nil

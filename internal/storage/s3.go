@@ -11,20 +11,20 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
+
+	"github.com/vetcd/vetcd/internal/storage/storageurl"
 )
 
 const (
 	// DefaultS3Endpoint is AWS itself, used when the URL names no endpoint.
-	DefaultS3Endpoint = "s3.amazonaws.com"
+	DefaultS3Endpoint = storageurl.DefaultS3Endpoint
 	// DefaultS3PartSize is the multipart part size. One part is held in
 	// memory while it uploads, so it bounds Put's memory; 10,000 parts of
 	// 16 MiB allow 160 GiB of unknown size.
@@ -35,16 +35,6 @@ const (
 	// s3DialTimeout bounds one TCP connect and a credential lookup.
 	s3DialTimeout = 10 * time.Second
 )
-
-// s3Option reports whether k is a query key s3:// URLs accept. Anything
-// else is an error, so a typo (?endpont=) is not silently sent to AWS.
-func s3Option(k string) bool {
-	switch k {
-	case "endpoint", "region", "insecure", "tls", "ca", "path-style":
-		return true
-	}
-	return false
-}
 
 // S3Config says where an S3 backend stores its objects and how it reaches
 // the endpoint. Credentials are never part of it: they come from the
@@ -89,132 +79,14 @@ type S3 struct {
 
 var _ Backend = (*S3)(nil)
 
-// parseS3 fills loc from s3://bucket/prefix/name?endpoint=&region=&….
-// Root is "bucket" or "bucket/prefix"; Name is the last element (empty
-// when the URL ends in "/"). It checks the URL's shape and options only;
-// Open reaches the endpoint.
-func parseS3(u *url.URL, loc *Location) error {
-	if u.Opaque != "" || u.Host == "" {
-		return errors.New("s3 URLs name a bucket: s3://bucket/prefix/name")
-	}
-	if u.Port() != "" {
-		return fmt.Errorf("s3 URLs name a bucket, not host:port %q; give the endpoint as ?endpoint=%s", u.Host, u.Host)
-	}
-	if err := s3utils.CheckValidBucketNameStrict(u.Host); err != nil {
-		return fmt.Errorf("bucket %q: %w", u.Host, err)
-	}
-	if u.Fragment != "" {
-		return fmt.Errorf("s3 URLs take no fragment (#%s)", u.Fragment)
-	}
-	key := strings.TrimPrefix(u.Path, "/")
-	if key != "" {
-		for _, seg := range strings.Split(strings.TrimSuffix(key, "/"), "/") {
-			if seg == "" || seg == "." || seg == ".." {
-				return fmt.Errorf("key %q: empty, \".\" and \"..\" path elements are not allowed", key)
-			}
-		}
-	}
-	if _, err := s3ConfigFrom(u.Query()); err != nil {
-		return err
-	}
-	var prefix string
-	switch {
-	case key == "" || strings.HasSuffix(key, "/"):
-		prefix, loc.Name = strings.TrimSuffix(key, "/"), ""
-	default:
-		prefix, loc.Name = path.Dir(key), path.Base(key)
-		if prefix == "." {
-			prefix = ""
-		}
-	}
-	loc.Root = u.Host
-	if prefix != "" {
-		loc.Root += "/" + prefix
-	}
-	return nil
-}
-
 // s3ConfigFrom reads the URL options into a config (without bucket and
-// prefix), refusing unknown keys, repeated keys and contradictions.
+// prefix); storageurl.ParseS3Options checks them.
 func s3ConfigFrom(q url.Values) (S3Config, error) {
-	var c S3Config
-	for k, v := range q {
-		if !s3Option(k) {
-			return c, fmt.Errorf("unknown option %q; s3 URLs take ?endpoint=, ?region=, ?insecure=, ?tls=, ?ca= and ?path-style=", k)
-		}
-		if len(v) != 1 {
-			return c, fmt.Errorf("option %q is given %d times", k, len(v))
-		}
-	}
-	boolOpt := func(k string) (val, set bool, err error) {
-		if !q.Has(k) {
-			return false, false, nil
-		}
-		b, err := strconv.ParseBool(q.Get(k))
-		if err != nil {
-			return false, false, fmt.Errorf("option %s=%q: want true or false", k, q.Get(k))
-		}
-		return b, true, nil
-	}
-	insecure, insecureSet, err := boolOpt("insecure")
+	o, err := storageurl.ParseS3Options(q)
 	if err != nil {
-		return c, err
+		return S3Config{}, err
 	}
-	useTLS, tlsSet, err := boolOpt("tls")
-	if err != nil {
-		return c, err
-	}
-	pathStyle, pathStyleSet, err := boolOpt("path-style")
-	if err != nil {
-		return c, err
-	}
-	if insecureSet && tlsSet && insecure == useTLS {
-		return c, fmt.Errorf("options insecure=%t and tls=%t contradict each other", insecure, useTLS)
-	}
-	c.Insecure = insecure || (tlsSet && !useTLS)
-
-	ep := q.Get("endpoint")
-	switch {
-	case strings.HasPrefix(ep, "http://"):
-		if (insecureSet && !insecure) || (tlsSet && useTLS) {
-			return c, fmt.Errorf("endpoint %q is plain http but the URL asks for TLS", ep)
-		}
-		ep, c.Insecure = strings.TrimPrefix(ep, "http://"), true
-	case strings.HasPrefix(ep, "https://"):
-		if c.Insecure {
-			return c, fmt.Errorf("endpoint %q is https but the URL asks for plain http", ep)
-		}
-		ep = strings.TrimPrefix(ep, "https://")
-	case strings.Contains(ep, "://"):
-		return c, fmt.Errorf("endpoint %q: give host:port (with ?insecure=true for plain http)", ep)
-	}
-	ep = strings.TrimSuffix(ep, "/")
-	if q.Has("endpoint") {
-		if ep == "" || strings.ContainsAny(ep, "/?#@ ") {
-			return c, fmt.Errorf("endpoint %q: give host:port", q.Get("endpoint"))
-		}
-		if _, port, err := net.SplitHostPort(ep); err == nil {
-			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				return c, fmt.Errorf("endpoint %q: bad port %q", ep, port)
-			}
-		}
-	}
-	c.Endpoint = ep
-	c.Region = q.Get("region")
-	c.CAFile = q.Get("ca")
-	if q.Has("ca") && c.CAFile == "" {
-		return c, errors.New("option ca is empty; give a PEM file: ?ca=/path/ca.pem")
-	}
-	if c.CAFile != "" && c.Insecure {
-		return c, errors.New("option ca is for https; it makes no sense with plain http")
-	}
-	// AWS itself takes virtual-hosted requests; any other endpoint gets
-	// path style unless the URL says otherwise.
-	c.PathStyle = c.Endpoint != "" && c.Endpoint != DefaultS3Endpoint
-	if pathStyleSet {
-		c.PathStyle = pathStyle
-	}
-	return c, nil
+	return S3Config{Endpoint: o.Endpoint, Insecure: o.Insecure, Region: o.Region, PathStyle: o.PathStyle, CAFile: o.CAFile}, nil
 }
 
 // openS3 connects to the location's bucket and checks, within
