@@ -98,6 +98,8 @@ start etcd "$ETCD" --name kube --data-dir "$D/etcd/data" --listen-client-urls ht
 	--advertise-client-urls http://127.0.0.1:23790 --listen-peer-urls http://127.0.0.1:23800 \
 	--initial-advertise-peer-urls http://127.0.0.1:23800 --initial-cluster kube=http://127.0.0.1:23800 \
 	--listen-metrics-urls http://127.0.0.1:23810
+# This machine's hostname resolves to 127.0.0.1: the apiserver must reach
+# kubelet by the node's InternalIP, not its name.
 start kube-apiserver "$root/bin/test/kube-apiserver" --etcd-servers http://127.0.0.1:23790 \
 	--bind-address $NODE_IP --advertise-address $NODE_IP --secure-port 6443 \
 	--kubelet-preferred-address-types InternalIP \
