@@ -241,6 +241,11 @@ func (k *kubeSet) stopAll() {
 		}
 	}
 	if k.t.Failed() {
+		// VETCD_KEEP_LOGS=DIR keeps every replica's whole log and data dir
+		// for a failure that the tails below do not explain.
+		if keep := os.Getenv("VETCD_KEEP_LOGS"); keep != "" {
+			_ = exec.Command("cp", "-r", k.dir, keep).Run()
+		}
 		for i := 0; i < 5; i++ {
 			if b, err := os.ReadFile(filepath.Join(k.dir, k.pod(i)+".log")); err == nil {
 				k.t.Logf("--- %s log (tail):\n%s", k.pod(i), tail(string(b), 30))
