@@ -401,7 +401,17 @@ func (r *Replica) reapStoppedEtcd() {
 	}
 	r.lg.Warn("etcd stopped by itself; deciding again")
 	r.setEtcd(nil)
-	e.Close()
+	// A member that has not published itself yet (it waits for a quorum
+	// that may never come: the peers are halting too) is not ready, and
+	// embed's Close waits for it to get ready: forever. That left a halted
+	// replica running its old member after a restore (TestKubeRestoreFromSnapshot,
+	// intermittent: "closing etcd server" and no "closed" for 3 minutes).
+	select {
+	case <-e.Server.ReadyNotify():
+		e.Close()
+	default:
+		closeUnready(e)
+	}
 }
 
 func (r *Replica) setEtcd(e *embed.Etcd) {
@@ -439,7 +449,17 @@ func (r *Replica) stopEtcd() {
 		return
 	}
 	r.setEtcd(nil)
-	e.Close()
+	// A member that has not published itself yet (it waits for a quorum
+	// that may never come: the peers are halting too) is not ready, and
+	// embed's Close waits for it to get ready: forever. That left a halted
+	// replica running its old member after a restore (TestKubeRestoreFromSnapshot,
+	// intermittent: "closing etcd server" and no "closed" for 3 minutes).
+	select {
+	case <-e.Server.ReadyNotify():
+		e.Close()
+	default:
+		closeUnready(e)
+	}
 }
 
 // Shutdown stops the replica. A replica whose ordinal is at or above the
