@@ -43,3 +43,13 @@ func repoRoot() string {
 	}
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
+
+// Helm runs the helm binary with private cache, config and data dirs (so a
+// test never reads or writes the user's) and returns its combined output.
+func Helm(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(Path(t, "helm"), args...)
+	cmd.Env = append(cmd.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -27,13 +26,10 @@ func chartDir(t *testing.T) string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "deploy", "helm", "vetcd")
 }
 
-// helm runs the helm binary and returns its combined output.
+// helm is testtools.Helm.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(testtools.Path(t, "helm"), args...)
-	cmd.Env = append(cmd.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return testtools.Helm(t, args...)
 }
 
 // rendered is the chart's output decoded into typed objects.

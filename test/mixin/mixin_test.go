@@ -209,13 +209,10 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
-// helm runs the helm binary with private cache and config dirs.
+// helm is testtools.Helm.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(testtools.Path(t, "helm"), args...)
-	cmd.Env = append(cmd.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return testtools.Helm(t, args...)
 }
 
 // object is a rendered manifest, decoded without the types (the
